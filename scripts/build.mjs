@@ -1,0 +1,15 @@
+// Builds dist/ from src/ and dev/ with esbuild: one ESM file per entry, packages external.
+import { build } from "esbuild";
+
+await build({
+  entryPoints: { index: "src/index.ts", cli: "src/cli/main.ts" },
+  outdir: "dist",
+  bundle: true,
+  splitting: true,
+  format: "esm",
+  platform: "node",
+  target: "node20",
+  packages: "external",
+  sourcemap: true,
+  logLevel: "warning",
+});

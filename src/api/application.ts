@@ -1,0 +1,36 @@
+import { MendError } from "./errors.js";
+import type { Servicer } from "./define.js";
+import type { RetryPolicy } from "../runtime/backoff.js";
+
+export interface ApplicationOptions {
+  servicers: readonly Servicer[];
+  /** Backoff for every task that fails unexpectedly; a method may override it. */
+  retry?: Partial<RetryPolicy>;
+}
+
+const APPLICATION = Symbol.for("mend.application");
+
+/** What an app's entry module default-exports. */
+export class Application {
+  readonly servicers: readonly Servicer[];
+  readonly retry?: Partial<RetryPolicy>;
+  constructor(options: ApplicationOptions) {
+    if (!options || !Array.isArray(options.servicers))
+      throw new MendError("INVALID_APPLICATION", "new Application({ servicers: [...] }) needs a list of servicers.");
+    const seen = new Set<string>();
+    for (const s of options.servicers) {
+      if (!s?.definition) throw new MendError("INVALID_APPLICATION", "Every servicer must come from Type.servicer({...}).");
+      if (seen.has(s.definition.name))
+        throw new MendError("INVALID_APPLICATION", `Two servicers for the state type ${s.definition.name}.`);
+      seen.add(s.definition.name);
+    }
+    this.servicers = options.servicers;
+    this.retry = options.retry;
+    (this as unknown as Record<symbol, boolean>)[APPLICATION] = true;
+  }
+
+  /** True for an Application from any copy of this module (a loaded bundle may carry its own). */
+  static is(value: unknown): value is Application {
+    return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[APPLICATION] === true;
+  }
+}

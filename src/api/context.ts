@@ -1,0 +1,59 @@
+import type { TaskId, When } from "./task-id.js";
+
+/** Internal: how a context reaches the runtime (in-process) or a server (over HTTP). */
+export const CALLER = Symbol.for("mend.caller");
+
+export type Kind = "reader" | "writer" | "transaction" | "workflow";
+
+/** How a call or a task ended, as data: what crosses a process or a restart. */
+export type Outcome =
+  | { status: "COMPLETED"; response: unknown }
+  | { status: "ABORTED"; error: unknown; message: string }
+  | { status: "CANCELLED" };
+
+export interface CallTarget {
+  readonly stateType: string;
+  readonly stateId: string;
+  readonly method: string;
+}
+
+export interface EnqueueOptions {
+  mode: "schedule" | "spawn";
+  when?: When;
+  alias?: string;
+}
+
+export interface Caller {
+  /** Runs a method; a declared error comes back as an ABORTED outcome, anything else throws. */
+  call(target: CallTarget, request: unknown, alias?: string): Promise<Outcome>;
+  /** Creates a task. */
+  enqueue(target: CallTarget, request: unknown, options: EnqueueOptions): Promise<TaskId>;
+  /** Waits for a task to end. */
+  wait(taskId: TaskId): Promise<Outcome>;
+}
+
+/** What every method body receives. */
+export class Context {
+  /** @internal */
+  readonly [CALLER]: Caller;
+  constructor(
+    caller: Caller,
+    /** Who is calling: a method kind, or "external" for code outside the application. */
+    readonly kind: Kind | "external",
+    readonly stateType: string,
+    readonly stateId: string,
+    /** Aborted when the task is cancelled or the runtime stops. */
+    readonly signal: AbortSignal,
+    /** Set when the method runs as a task. */
+    readonly taskId?: TaskId,
+    /** The attempt number (1 for the first) when running as a task. */
+    readonly attempt?: number,
+  ) {
+    this[CALLER] = caller;
+  }
+}
+
+export class ReaderContext extends Context {}
+export class WriterContext extends Context {}
+export class TransactionContext extends Context {}
+export class WorkflowContext extends Context {}

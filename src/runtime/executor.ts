@@ -1,0 +1,287 @@
+import { z } from "zod";
+import {
+  CALLER,
+  Context,
+  ReaderContext,
+  TransactionContext,
+  WorkflowContext,
+  WriterContext,
+  type Caller,
+  type CallTarget,
+  type EnqueueOptions,
+  type Kind,
+  type Outcome,
+} from "../api/context.js";
+import { Cancelled, coerceError, MendError, NotAllowed } from "../api/errors.js";
+import { dueTime, TaskId } from "../api/task-id.js";
+import type { CommitQueue } from "../store/commit-queue.js";
+import type { Statements } from "../store/statements.js";
+import { toStoredJson } from "./json.js";
+import { KeyedMutex } from "./locks.js";
+import { describeState, stateKey, type States } from "./states.js";
+import type { CodeVersion, ResolvedMethod } from "./version.js";
+
+/** A task created by a method, inserted when that method commits. */
+export interface NewTask {
+  uuid: string;
+  stateType: string;
+  stateId: string;
+  method: string;
+  request: string;
+  dueAt: number;
+  parentUuid: string | null;
+}
+
+/** Writes buffered by a writer or a transaction until it commits. */
+interface Effects {
+  writes: Map<string, { type: string; id: string; json: string }>;
+  tasks: NewTask[];
+  /** Instance locks a transaction holds until it ends. */
+  held: Map<string, () => void>;
+  epoch: number;
+}
+
+export interface RunOptions {
+  version: CodeVersion;
+  signal: AbortSignal;
+  task?: { taskId: TaskId; attempt: number };
+  /** Extra writes to commit in the same transaction as the method's own (a task's end). */
+  onComplete?: (outcome: Outcome) => () => void;
+}
+
+export interface RunResult {
+  outcome: Outcome;
+  /** Settles once the method's writes are durable. */
+  committed: Promise<void>;
+}
+
+/** What the executor needs from the task engine. */
+export interface TaskHost {
+  spawn(target: CallTarget, request: unknown, when: EnqueueOptions["when"], parentUuid: string | null): Promise<TaskId>;
+  wait(taskId: TaskId): Promise<Outcome>;
+  created(tasks: readonly NewTask[]): void;
+}
+
+/** Which kinds of method each kind of caller may call directly. */
+const MAY_CALL: Record<Kind | "external", readonly Kind[]> = {
+  reader: ["reader"],
+  writer: ["reader"],
+  transaction: ["reader", "writer"],
+  workflow: ["reader", "writer", "transaction", "workflow"],
+  external: ["reader", "writer", "transaction", "workflow"],
+};
+
+const DONE = Promise.resolve();
+
+/** Runs one method of any kind with the right context, locks and commit. */
+export class Executor {
+  readonly #locks = new KeyedMutex();
+  readonly #transactions = new KeyedMutex();
+
+  constructor(
+    private readonly sql: Statements,
+    private readonly commits: CommitQueue,
+    private readonly states: States,
+    private readonly host: TaskHost,
+  ) {}
+
+  /** Resolves a target in a version, or explains what is missing. */
+  resolve(version: CodeVersion, target: CallTarget): ResolvedMethod {
+    const r = version.resolve(target.stateType, target.method);
+    if (!r) {
+      const what = version.stateType(target.stateType) ? `method ${target.stateType}.${target.method}` : `state type ${target.stateType}`;
+      throw new MendError("NOT_FOUND", `Unknown ${what}.`);
+    }
+    return r;
+  }
+
+  validateRequest(r: ResolvedMethod, request: unknown): unknown {
+    const parsed = r.method.request.safeParse(request ?? {});
+    if (!parsed.success)
+      throw new MendError("INVALID_ARGUMENT", `Invalid request for ${r.type.name}.${r.method.name}: ${z.prettifyError(parsed.error)}`);
+    return parsed.data;
+  }
+
+  /** Runs a method; a declared error is an ABORTED outcome, anything else throws. */
+  run(r: ResolvedMethod, stateId: string, request: unknown, options: RunOptions, within?: Effects): Promise<RunResult> {
+    const req = this.validateRequest(r, request);
+    switch (r.method.kind) {
+      case "reader":
+        return this.#reader(r, stateId, req, options, within);
+      case "writer":
+        return within ? this.#nestedWriter(r, stateId, req, options, within) : this.#writer(r, stateId, req, options);
+      case "transaction":
+        return this.#transaction(r, stateId, req, options);
+      case "workflow":
+        return this.#workflow(r, stateId, req, options);
+    }
+  }
+
+  async #reader(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, within?: Effects): Promise<RunResult> {
+    const buffered = within?.writes.get(stateKey(r.type.name, stateId));
+    const state = buffered ? this.states.parse(r.type, stateId, buffered.json) : this.states.committed(r.type, stateId);
+    const ctx = new ReaderContext(this.#caller("reader", o, within), "reader", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
+    const outcome = await this.#call(r, ctx, Object.freeze(state), request);
+    return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(this.states), o.onComplete(outcome)) : DONE };
+  }
+
+  async #writer(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
+    const key = stateKey(r.type.name, stateId);
+    const release = await this.#locks.acquire(key);
+    try {
+      const effects = newEffects(this.states);
+      const state = this.states.latest(r.type, stateId);
+      const ctx = new WriterContext(this.#caller("writer", o, effects), "writer", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
+      const outcome = await this.#call(r, ctx, state, request);
+      if (o.signal.aborted) throw new Cancelled();
+      if (outcome.status !== "COMPLETED") return { outcome, committed: DONE };
+      effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
+      return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome)) };
+    } finally {
+      release();
+    }
+  }
+
+  /** A writer called from a transaction: its writes join the transaction's. */
+  async #nestedWriter(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, tx: Effects): Promise<RunResult> {
+    const key = stateKey(r.type.name, stateId);
+    if (!tx.held.has(key)) tx.held.set(key, await this.#locks.acquire(key));
+    const json = tx.writes.get(key)?.json ?? this.states.latestJson(r.type.name, stateId);
+    const state = this.states.parse(r.type, stateId, json);
+    const own: Effects = { ...tx, tasks: [] };
+    const ctx = new WriterContext(this.#caller("writer", o, own), "writer", r.type.name, stateId, o.signal);
+    const outcome = await this.#call(r, ctx, state, request);
+    if (outcome.status === "COMPLETED") {
+      tx.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
+      tx.tasks.push(...own.tasks);
+    }
+    return { outcome, committed: DONE };
+  }
+
+  async #transaction(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
+    // Transactions run one at a time, so two can never wait on each other's instances.
+    const releaseTx = await this.#transactions.acquire("");
+    const effects = newEffects(this.states);
+    try {
+      const key = stateKey(r.type.name, stateId);
+      effects.held.set(key, await this.#locks.acquire(key));
+      const state = this.states.latest(r.type, stateId);
+      const ctx = new TransactionContext(this.#caller("transaction", o, effects), "transaction", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
+      const outcome = await this.#call(r, ctx, state, request);
+      if (o.signal.aborted) throw new Cancelled();
+      if (outcome.status !== "COMPLETED") return { outcome, committed: DONE };
+      effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
+      return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome)) };
+    } finally {
+      for (const release of effects.held.values()) release();
+      releaseTx();
+    }
+  }
+
+  async #workflow(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
+    if (!o.task) throw new NotAllowed(`${r.type.name}.${r.method.name} is a workflow: it runs only as a task.`);
+    const ctx = new WorkflowContext(this.#caller("workflow", o), "workflow", r.type.name, stateId, o.signal, o.task.taskId, o.task.attempt);
+    const outcome = await this.#call(r, ctx, undefined, request);
+    if (o.signal.aborted) throw new Cancelled();
+    return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(this.states), o.onComplete(outcome)) : DONE };
+  }
+
+  /** Calls the user's code and turns its result or declared error into an outcome. */
+  async #call(r: ResolvedMethod, ctx: Context, state: unknown, request: unknown): Promise<Outcome> {
+    const name = `${r.type.name}.${r.method.name}`;
+    let raw: unknown;
+    try {
+      raw = r.method.kind === "workflow" ? await r.impl(ctx, request) : await r.impl(ctx, state, request);
+    } catch (thrown) {
+      if (!(thrown instanceof r.method.Aborted)) throw coerceError(thrown);
+      for (const schema of r.method.errors) {
+        const parsed = schema.safeParse(thrown.error);
+        if (parsed.success) {
+          toStoredJson(parsed.data, `The declared error of ${name}`);
+          return { status: "ABORTED", error: parsed.data, message: thrown.message };
+        }
+      }
+      throw new MendError("UNDECLARED_ERROR", `${name} aborted with an error it does not declare: ${JSON.stringify(thrown.error)}`);
+    }
+    const parsed = r.method.response.safeParse(raw);
+    if (!parsed.success)
+      throw new MendError("INVALID_RESPONSE", `${name} returned a response that does not match its schema: ${z.prettifyError(parsed.error)}`);
+    toStoredJson(parsed.data, `The response of ${name}`);
+    return { status: "COMPLETED", response: parsed.data };
+  }
+
+  #commit(effects: Effects, extra?: () => void): Promise<void> {
+    if (effects.epoch !== this.states.epoch)
+      return Promise.reject(new MendError("STORE", "A write to the store failed while this method ran; it will run again."));
+    const writes = [...effects.writes.values()];
+    const done = writes.map((w) => this.states.setPending(w.type, w.id, w.json));
+    const now = Date.now();
+    const committed = this.commits.commit(() => {
+      for (const w of writes) this.sql.writeState(w.type, w.id, w.json);
+      for (const t of effects.tasks)
+        this.sql.insertTask({ uuid: t.uuid, state_type: t.stateType, state_id: t.stateId, method: t.method, request: t.request, due_at: t.dueAt, now, parent_uuid: t.parentUuid });
+      extra?.();
+    });
+    return committed.then(
+      () => {
+        for (const d of done) d();
+        if (effects.tasks.length > 0) this.host.created(effects.tasks);
+      },
+      (e: unknown) => {
+        this.states.dropPending();
+        throw e;
+      },
+    );
+  }
+
+  /** The Caller behind the context a method receives: enforces what its kind may do. */
+  #caller(kind: Kind, o: RunOptions, effects?: Effects): Caller {
+    const { version, signal } = o;
+    const parentUuid = o.task?.taskId.taskUuid ?? null;
+    const check = (r: ResolvedMethod) => {
+      if (!MAY_CALL[kind].includes(r.method.kind))
+        throw new NotAllowed(`A ${kind} cannot call the ${r.method.kind} ${r.type.name}.${r.method.name}.`);
+    };
+    return {
+      call: async (target, request) => {
+        const r = this.resolve(version, target);
+        check(r);
+        if (r.method.kind === "workflow") return this.host.wait(await this.host.spawn(target, request, undefined, parentUuid));
+        const within = kind === "transaction" ? effects : undefined;
+        const { outcome, committed } = await this.run(r, target.stateId, request, { version, signal }, within);
+        await committed;
+        return outcome;
+      },
+      enqueue: async (target, request, options) => {
+        const r = this.resolve(version, target);
+        const req = this.validateRequest(r, request);
+        if (effects && (kind === "writer" || kind === "transaction")) {
+          const task: NewTask = {
+            uuid: TaskId.newUuid(),
+            stateType: target.stateType,
+            stateId: target.stateId,
+            method: target.method,
+            request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`) ?? "{}",
+            dueAt: dueTime(options.when, Date.now()),
+            parentUuid,
+          };
+          effects.tasks.push(task);
+          return { stateType: task.stateType, stateId: task.stateId, taskUuid: task.uuid };
+        }
+        if (kind !== "workflow")
+          throw new NotAllowed(`A ${kind} cannot start tasks; a writer or transaction can schedule() them.`);
+        return this.host.spawn(target, req, options.when, parentUuid);
+      },
+      wait: (taskId) => {
+        if (kind !== "workflow") throw new NotAllowed(`A ${kind} cannot wait for a task; a workflow can.`);
+        return this.host.wait(taskId);
+      },
+    };
+  }
+}
+
+function newEffects(states: States): Effects {
+  return { writes: new Map(), tasks: [], held: new Map(), epoch: states.epoch };
+}
+
+export { describeState, CALLER };

@@ -1,0 +1,210 @@
+import type Database from "better-sqlite3";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Application } from "../api/application.js";
+import { Context, type Caller, type CallTarget, type Outcome } from "../api/context.js";
+import { MendError, TaskNotFound } from "../api/errors.js";
+import { TaskId, type When } from "../api/task-id.js";
+import { CommitQueue } from "../store/commit-queue.js";
+import { openStore, releaseHolder } from "../store/open.js";
+import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskRow } from "../store/statements.js";
+import { Engine, type EngineEvents } from "./engine.js";
+import { Executor } from "./executor.js";
+import { States } from "./states.js";
+import { CodeVersion } from "./version.js";
+
+export interface RuntimeOptions {
+  /** The store file. @defaultValue `<directory>/mend.sqlite` */
+  path?: string;
+  /** The folder of the store; a new temporary folder, removed on stop, if neither is given. */
+  directory?: string;
+  /** `FULL` survives a power loss; `NORMAL` survives a crash of the process. @defaultValue "FULL" */
+  synchronous?: "FULL" | "NORMAL";
+  /** At most this many task attempts run at once. @defaultValue 256 */
+  concurrency?: number;
+  /** The id of the first code version. @defaultValue "v1" */
+  version?: string;
+}
+
+export interface TaskInfo {
+  taskId: TaskId;
+  method: string;
+  status: TaskRow["status"];
+  dueAt: number | null;
+  createdAt: number;
+  updatedAt: number;
+  attempts: number;
+  lastError: string | null;
+  response?: unknown;
+  error?: unknown;
+  /** A cursor for the next page of a list. */
+  cursor: number;
+}
+
+export interface AttemptInfo {
+  number: number;
+  version: string;
+  startedAt: number;
+  endedAt: number | null;
+  outcome: string | null;
+  error: { name: string | null; message: string | null; stack: string | null } | null;
+}
+
+const SYNCHRONOUS = ["FULL", "NORMAL"];
+
+/**
+ * A running application on one store: the in-process runtime that `mend serve` and
+ * `mend dev run` wrap, and that tests start directly.
+ */
+export class Runtime {
+  readonly path: string;
+  readonly #db: Database.Database;
+  readonly #sql: Statements;
+  readonly #commits: CommitQueue;
+  readonly #engine: Engine;
+  readonly #executor: Executor;
+  readonly #temporary: string | undefined;
+  #versions = 0;
+  #stopped: Promise<void> | undefined;
+
+  private constructor(application: Application, options: RuntimeOptions) {
+    if (!Application.is(application)) throw new MendError("INVALID_APPLICATION", "Runtime.start() needs an Application.");
+    if (options.synchronous !== undefined && !SYNCHRONOUS.includes(options.synchronous))
+      throw new MendError("INVALID_OPTION", `synchronous must be FULL or NORMAL, got ${String(options.synchronous)}.`);
+    const concurrency = options.concurrency ?? 256;
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new MendError("INVALID_OPTION", "concurrency must be an integer >= 1.");
+    this.#temporary = options.path || options.directory ? undefined : mkdtempSync(join(tmpdir(), "mend-"));
+    this.path = options.path ?? join(options.directory ?? this.#temporary!, "mend.sqlite");
+    this.#db = openStore(this.path, { synchronous: options.synchronous });
+    this.#sql = prepareStatements(this.#db);
+    this.#commits = new CommitQueue(this.#db);
+    this.#engine = new Engine(this.#sql, this.#commits, { concurrency });
+    this.#executor = new Executor(this.#sql, this.#commits, new States(this.#sql), this.#engine);
+    this.#engine.attach(this.#executor, this.#newVersion(application, options.version));
+  }
+
+  /** Opens the store (creating it if needed), loads the application and resumes every unfinished task. */
+  static async start(application: Application, options: RuntimeOptions = {}): Promise<Runtime> {
+    const runtime = new Runtime(application, options);
+    runtime.#engine.recover();
+    return runtime;
+  }
+
+  #newVersion(application: Application, id?: string): CodeVersion {
+    this.#versions++;
+    return new CodeVersion(id ?? `v${this.#versions}`, application);
+  }
+
+  /** The code version new attempts run. */
+  get version(): string {
+    return this.#engine.version.id;
+  }
+
+  /**
+   * Loads a new version of the application's code. Attempts already running finish on
+   * their version; later attempts run this one; every failing task is retried at once.
+   */
+  load(application: Application, version?: string): { version: string; retrying: TaskId[] } {
+    if (!Application.is(application)) throw new MendError("INVALID_APPLICATION", "load() needs an Application.");
+    const v = this.#newVersion(application, version);
+    return { version: v.id, retrying: this.#engine.load(v) };
+  }
+
+  on<K extends keyof EngineEvents>(event: K, listener: (...args: EngineEvents[K]) => void): () => void {
+    (this.#engine.on as (e: K, l: (...args: EngineEvents[K]) => void) => Engine)(event, listener);
+    return () => (this.#engine.off as (e: K, l: (...args: EngineEvents[K]) => void) => Engine)(event, listener);
+  }
+
+  /** A context for calling the application from outside, as a test or a script would. */
+  context(name = "external"): Context {
+    return new Context(this.caller(), "external", "", name, new AbortController().signal);
+  }
+
+  /** The Caller behind external contexts and the HTTP server. */
+  caller(): Caller {
+    return {
+      call: (target, request) => this.call(target, request),
+      enqueue: (target, request, options) => this.spawn(target, request, options.when),
+      wait: (taskId) => this.#engine.wait(taskId),
+    };
+  }
+
+  /** Calls a method from outside; a workflow is spawned and awaited. */
+  async call(target: CallTarget, request: unknown): Promise<Outcome> {
+    const version = this.#engine.version;
+    const r = this.#executor.resolve(version, target);
+    if (r.method.kind === "workflow") return this.#engine.wait(await this.spawn(target, request));
+    const { outcome, committed } = await this.#executor.run(r, target.stateId, request, { version, signal: new AbortController().signal });
+    await committed;
+    return outcome;
+  }
+
+  spawn(target: CallTarget, request: unknown, when?: When): Promise<TaskId> {
+    return this.#engine.spawn(target, request, when, null);
+  }
+
+  wait(taskId: TaskId): Promise<Outcome> {
+    return this.#engine.wait(taskId);
+  }
+
+  /** Cancels a task: false if it had already finished. */
+  cancel(taskUuid: string): Promise<boolean> {
+    return this.#engine.cancel(taskUuid);
+  }
+
+  /** Runs a scheduled or failing task now: false if it is running or finished. */
+  retry(taskUuid: string): Promise<boolean> {
+    return this.#engine.retryNow(taskUuid);
+  }
+
+  /** A task and every attempt it made. */
+  getTask(taskUuid: string): { task: TaskInfo; attempts: AttemptInfo[] } {
+    const row = this.#sql.getTask(taskUuid);
+    if (!row) throw new TaskNotFound(taskUuid);
+    return { task: taskInfo({ ...row, rowid: 0 }), attempts: this.#sql.listAttempts(taskUuid).map(attemptInfo) };
+  }
+
+  listTasks(filter: TaskFilter): TaskInfo[] {
+    return this.#sql.listTasks(filter).map(taskInfo);
+  }
+
+  /** Stops: running attempts get `graceMs` to finish, then are left for recovery. */
+  stop(options: { graceMs?: number } = {}): Promise<void> {
+    this.#stopped ??= (async () => {
+      await this.#engine.stop(options.graceMs ?? 2000);
+      this.#commits.flush();
+      this.#db.close();
+      releaseHolder(this.path);
+      if (this.#temporary) rmSync(this.#temporary, { recursive: true, force: true });
+    })();
+    return this.#stopped;
+  }
+}
+
+function taskInfo(row: TaskRow & { rowid: number }): TaskInfo {
+  return {
+    taskId: { stateType: row.state_type, stateId: row.state_id, taskUuid: row.uuid },
+    method: row.method,
+    status: row.status,
+    dueAt: row.due_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    attempts: row.attempts,
+    lastError: row.last_error,
+    ...(row.response !== null ? { response: JSON.parse(row.response) } : {}),
+    ...(row.error !== null ? { error: JSON.parse(row.error) } : {}),
+    cursor: row.rowid,
+  };
+}
+
+function attemptInfo(row: AttemptRow): AttemptInfo {
+  return {
+    number: row.number,
+    version: row.version,
+    startedAt: row.started_at,
+    endedAt: row.ended_at,
+    outcome: row.outcome,
+    error: row.error_class || row.error_message ? { name: row.error_class, message: row.error_message, stack: row.error_stack } : null,
+  };
+}

@@ -1,0 +1,83 @@
+import type { StateTypeDefinition } from "../api/define.js";
+import { MendError } from "../api/errors.js";
+import type { Statements } from "../store/statements.js";
+import { z } from "zod";
+import { toStoredJson } from "./json.js";
+
+export function stateKey(type: string, id: string): string {
+  return `${type}\u0000${id}`;
+}
+
+export function describeState(type: string, id: string): string {
+  return `${type}('${id}')`;
+}
+
+/**
+ * State instances as the store holds them, plus the writes that are committed in memory
+ * but not yet durable (group commit): a writer sees those, a reader sees only what is
+ * durable.
+ */
+export class States {
+  #pending = new Map<string, { json: string; gen: number }>();
+  #gen = 0;
+  /** Moves on each time pending writes are dropped: a writer that read before must not commit. */
+  epoch = 0;
+
+  constructor(private readonly sql: Statements) {}
+
+  /** Durable state, for readers. */
+  committed(type: StateTypeDefinition, id: string): Record<string, unknown> {
+    return this.#parse(type, id, this.sql.readState(type.name, id));
+  }
+
+  /** The newest state, for a writer that holds the instance's lock. */
+  latest(type: StateTypeDefinition, id: string): Record<string, unknown> {
+    return this.#parse(type, id, this.latestJson(type.name, id));
+  }
+
+  latestJson(type: string, id: string): string | undefined {
+    return this.#pending.get(stateKey(type, id))?.json ?? this.sql.readState(type, id);
+  }
+
+  parse(type: StateTypeDefinition, id: string, json: string | undefined): Record<string, unknown> {
+    return this.#parse(type, id, json);
+  }
+
+  /** Validates a state a writer left and serialises it. */
+  serialise(type: StateTypeDefinition, id: string, state: unknown, method: string): string {
+    const parsed = type.state.safeParse(state);
+    if (!parsed.success)
+      throw new MendError(
+        "INVALID_STATE",
+        `${type.name}.${method} left the state of ${describeState(type.name, id)} not matching its schema: ${z.prettifyError(parsed.error)}`,
+      );
+    return toStoredJson(parsed.data, `The state of ${describeState(type.name, id)}`) ?? "{}";
+  }
+
+  /** Records a write that is on its way to disk; call the result once it is there. */
+  setPending(type: string, id: string, json: string): () => void {
+    const key = stateKey(type, id);
+    const gen = ++this.#gen;
+    this.#pending.set(key, { json, gen });
+    return () => {
+      if (this.#pending.get(key)?.gen === gen) this.#pending.delete(key);
+    };
+  }
+
+  /** After a failed commit: forget every write not yet durable. */
+  dropPending(): void {
+    this.#pending.clear();
+    this.epoch++;
+  }
+
+  #parse(type: StateTypeDefinition, id: string, json: string | undefined): Record<string, unknown> {
+    const raw: unknown = json === undefined ? {} : JSON.parse(json);
+    const parsed = type.state.safeParse(raw);
+    if (!parsed.success)
+      throw new MendError(
+        "INVALID_STATE",
+        `The stored state of ${describeState(type.name, id)} does not match the state schema of this code: ${z.prettifyError(parsed.error)}`,
+      );
+    return parsed.data as Record<string, unknown>;
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * Numbered migrations. Each runs once, in order, inside one transaction that also moves
+ * `user_version` to its number; a store whose `user_version` is higher than the last
+ * number here was written by a newer mend and is refused.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: states, tasks and their attempts.
+  `
+  CREATE TABLE states (
+    state_type TEXT NOT NULL,
+    state_id   TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    PRIMARY KEY (state_type, state_id)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE tasks (
+    uuid         TEXT PRIMARY KEY,
+    state_type   TEXT NOT NULL,
+    state_id     TEXT NOT NULL,
+    method       TEXT NOT NULL,
+    request      TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    due_at       INTEGER,           -- ms since the epoch; NULL while waiting for code
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    backoff_step INTEGER NOT NULL DEFAULT 0,
+    response     TEXT,              -- JSON, when COMPLETED
+    error        TEXT,              -- JSON of the declared error, when ABORTED
+    last_error   TEXT,              -- one line on the latest failure
+    parent_uuid  TEXT
+  );
+  CREATE INDEX tasks_unfinished ON tasks (status)
+    WHERE status NOT IN ('COMPLETED', 'ABORTED', 'CANCELLED');
+  CREATE INDEX tasks_by_state ON tasks (state_type, state_id);
+
+  CREATE TABLE attempts (
+    task_uuid     TEXT NOT NULL REFERENCES tasks (uuid) ON DELETE CASCADE,
+    number        INTEGER NOT NULL,
+    version       TEXT NOT NULL,
+    started_at    INTEGER NOT NULL,
+    ended_at      INTEGER,
+    outcome       TEXT,             -- COMPLETED, ABORTED, FAILED, CANCELLED or INTERRUPTED
+    error_class   TEXT,
+    error_message TEXT,
+    error_stack   TEXT,
+    PRIMARY KEY (task_uuid, number)
+  ) WITHOUT ROWID;
+  `,
+];
+
+/** 'mend' in ASCII: marks an SQLite file as a mend store. */
+export const APPLICATION_ID = 0x6d656e64;

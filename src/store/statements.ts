@@ -1,0 +1,114 @@
+import type Database from "better-sqlite3";
+
+export type TaskStatus =
+  | "SCHEDULED"
+  | "STARTED"
+  | "SCHEDULED_RETRY"
+  | "SCHEDULED_ITERATION"
+  | "COMPLETED"
+  | "ABORTED"
+  | "CANCELLED";
+
+export const FINISHED: ReadonlySet<TaskStatus> = new Set(["COMPLETED", "ABORTED", "CANCELLED"]);
+
+export interface TaskRow {
+  uuid: string;
+  state_type: string;
+  state_id: string;
+  method: string;
+  request: string;
+  status: TaskStatus;
+  due_at: number | null;
+  created_at: number;
+  updated_at: number;
+  attempts: number;
+  backoff_step: number;
+  response: string | null;
+  error: string | null;
+  last_error: string | null;
+  parent_uuid: string | null;
+}
+
+export interface AttemptRow {
+  task_uuid: string;
+  number: number;
+  version: string;
+  started_at: number;
+  ended_at: number | null;
+  outcome: string | null;
+  error_class: string | null;
+  error_message: string | null;
+  error_stack: string | null;
+}
+
+export interface TaskFilter {
+  status?: TaskStatus;
+  stateType?: string;
+  stateId?: string;
+  method?: string;
+  /** Tasks created before this rowid (paging, newest first). */
+  before?: number;
+  limit: number;
+}
+
+/** Every SQL statement of the store, prepared once, named after what it does. */
+export function prepareStatements(db: Database.Database) {
+  const s = (sql: string) => db.prepare(sql);
+  const insertTask = s(`INSERT INTO tasks (uuid, state_type, state_id, method, request, status, due_at, created_at, updated_at, parent_uuid)
+    VALUES (@uuid, @state_type, @state_id, @method, @request, 'SCHEDULED', @due_at, @now, @now, @parent_uuid)`);
+  const startTask = s(`UPDATE tasks SET status = 'STARTED', attempts = @number, updated_at = @now WHERE uuid = @uuid`);
+  const insertAttempt = s(`INSERT INTO attempts (task_uuid, number, version, started_at) VALUES (@uuid, @number, @version, @now)`);
+  const endAttempt = s(`UPDATE attempts SET ended_at = @now, outcome = @outcome, error_class = @error_class,
+    error_message = @error_message, error_stack = @error_stack WHERE task_uuid = @uuid AND number = @number`);
+  const completeTask = s(`UPDATE tasks SET status = 'COMPLETED', response = @response, due_at = NULL, updated_at = @now WHERE uuid = @uuid`);
+  const abortTask = s(`UPDATE tasks SET status = 'ABORTED', error = @error, last_error = @last_error, due_at = NULL, updated_at = @now WHERE uuid = @uuid`);
+  const failTask = s(`UPDATE tasks SET status = 'SCHEDULED_RETRY', due_at = @due_at, backoff_step = @backoff_step,
+    last_error = @last_error, updated_at = @now WHERE uuid = @uuid`);
+  const cancelTask = s(`UPDATE tasks SET status = 'CANCELLED', due_at = NULL, updated_at = @now WHERE uuid = @uuid`);
+  const rescheduleTask = s(`UPDATE tasks SET due_at = @due_at, backoff_step = 0, updated_at = @now WHERE uuid = @uuid`);
+  const getTask = s(`SELECT * FROM tasks WHERE uuid = ?`);
+  const listAttempts = s(`SELECT * FROM attempts WHERE task_uuid = ? ORDER BY number`);
+  const unfinishedTasks = s(`SELECT * FROM tasks WHERE status NOT IN ('COMPLETED', 'ABORTED', 'CANCELLED') ORDER BY rowid`);
+  const interruptAttempts = s(`UPDATE attempts SET outcome = 'INTERRUPTED', ended_at = @now,
+    error_message = 'The process stopped during this attempt.' WHERE ended_at IS NULL`);
+  const readState = s(`SELECT state FROM states WHERE state_type = ? AND state_id = ?`).pluck();
+  const writeState = s(`INSERT INTO states (state_type, state_id, state) VALUES (?, ?, ?)
+    ON CONFLICT (state_type, state_id) DO UPDATE SET state = excluded.state`);
+
+  return {
+    insertTask: (t: { uuid: string; state_type: string; state_id: string; method: string; request: string; due_at: number; now: number; parent_uuid: string | null }) =>
+      insertTask.run(t),
+    startTask(uuid: string, number: number, version: string, now: number) {
+      startTask.run({ uuid, number, now });
+      insertAttempt.run({ uuid, number, version, now });
+    },
+    endAttempt(uuid: string, number: number, now: number, outcome: string, error?: { name: string; message: string; stack?: string }) {
+      endAttempt.run({ uuid, number, now, outcome, error_class: error?.name ?? null, error_message: error?.message ?? null, error_stack: error?.stack ?? null });
+    },
+    completeTask: (uuid: string, response: string | null, now: number) => completeTask.run({ uuid, response, now }),
+    abortTask: (uuid: string, error: string, lastError: string, now: number) => abortTask.run({ uuid, error, last_error: lastError, now }),
+    failTask: (uuid: string, dueAt: number | null, backoffStep: number, lastError: string, now: number) =>
+      failTask.run({ uuid, due_at: dueAt, backoff_step: backoffStep, last_error: lastError, now }),
+    cancelTask: (uuid: string, now: number) => cancelTask.run({ uuid, now }),
+    rescheduleTask: (uuid: string, dueAt: number, now: number) => rescheduleTask.run({ uuid, due_at: dueAt, now }),
+    getTask: (uuid: string) => getTask.get(uuid) as TaskRow | undefined,
+    listAttempts: (uuid: string) => listAttempts.all(uuid) as AttemptRow[],
+    unfinishedTasks: () => unfinishedTasks.all() as TaskRow[],
+    interruptAttempts: (now: number) => interruptAttempts.run({ now }),
+    readState: (type: string, id: string) => readState.get(type, id) as string | undefined,
+    writeState: (type: string, id: string, state: string) => writeState.run(type, id, state),
+    listTasks(filter: TaskFilter): (TaskRow & { rowid: number })[] {
+      const where: string[] = [];
+      const params: Record<string, unknown> = { limit: filter.limit };
+      if (filter.status) (where.push("status = @status"), (params.status = filter.status));
+      if (filter.stateType) (where.push("state_type = @stateType"), (params.stateType = filter.stateType));
+      if (filter.stateId) (where.push("state_id = @stateId"), (params.stateId = filter.stateId));
+      if (filter.method) (where.push("method = @method"), (params.method = filter.method));
+      if (filter.before !== undefined) (where.push("rowid < @before"), (params.before = filter.before));
+      const sql = `SELECT rowid, * FROM tasks ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY rowid DESC LIMIT @limit`;
+      return db.prepare(sql).all(params) as (TaskRow & { rowid: number })[];
+    },
+  };
+}
+
+export type Statements = ReturnType<typeof prepareStatements>;
