@@ -288,8 +288,10 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     task.status = "SCHEDULED_RETRY";
     task.waitingForCode = true;
     const now = Date.now();
-    void this.commits.commit(() => this.sql.failTask(task.uuid, null, task.backoffStep, reason, now)).catch((error: unknown) => this.#emit("store:error", { error }));
-    this.#emit("task:waiting", { taskId: idOf(task), method: task.method, reason });
+    this.commits.commit(() => this.sql.failTask(task.uuid, null, task.backoffStep, reason, now)).then(
+      () => this.#emit("task:waiting", { taskId: idOf(task), method: task.method, reason }),
+      (error: unknown) => this.#emit("store:error", { error }),
+    );
   }
 
   #finish(task: LiveTask, outcome: Outcome): void {

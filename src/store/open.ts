@@ -69,7 +69,11 @@ function isSqliteError(e: unknown, ...codes: string[]): boolean {
  * with an error that says so, and is not written to.
  */
 export function openStore(path: string, options: OpenOptions = {}): Database.Database {
-  mkdirSync(dirname(path), { recursive: true });
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+  } catch (e) {
+    throw new StoreError(`Cannot create the folder of the store ${path}: ${(e as Error).message}`, { cause: e });
+  }
   checkHeader(path);
   let db: Database.Database;
   try {

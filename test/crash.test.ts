@@ -1,0 +1,61 @@
+import { existsSync, writeFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { expect, test } from "vitest";
+import { Runtime, type TaskId } from "mend";
+import { Counter, app } from "./apps/flaky.js";
+import { bundleApp, runApp } from "./helpers/child.js";
+import { start } from "./helpers/runtimes.js";
+import { tempDir } from "./helpers/temp.js";
+
+const entry = new URL("./apps/flaky.ts", import.meta.url).pathname;
+
+test("a runtime killed with SIGKILL during a writer task completes it on reopen, incrementing once", async () => {
+  const dir = tempDir();
+  const bundle = await bundleApp(entry, join(dir, "app.mjs"));
+  const gate = join(dir, "gate");
+  writeFileSync(gate, "");
+  const child = runApp(join(dir, "store"), bundle, [
+    { target: { stateType: "Counter", stateId: "c", method: "increment" }, request: { gate } },
+  ]);
+  const { taskId } = await child.line<{ event: string; taskId: TaskId }>((l) => l.event === "spawned");
+  await child.line((l) => l.event === "attempt:start");
+  // The writer has incremented its copy of the state and is waiting on the gate.
+  child.kill("SIGKILL");
+  await child;
+  rmSync(gate);
+
+  const rt = await start(app(), { directory: join(dir, "store") });
+  expect(await Counter.IncrementTask.retrieve(rt.context(), { taskId })).toEqual({ count: 1 });
+  expect(await Counter.ref("c").get(rt.context())).toEqual({ count: 1 });
+  expect(rt.getTask(taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["INTERRUPTED", "COMPLETED"]);
+});
+
+test("a writer task that completed before SIGKILL does not run again on reopen", async () => {
+  const dir = tempDir();
+  const bundle = await bundleApp(entry, join(dir, "app.mjs"));
+  const child = runApp(join(dir, "store"), bundle, [
+    { target: { stateType: "Counter", stateId: "c", method: "increment" }, request: {} },
+  ]);
+  const { taskId } = await child.line<{ event: string; taskId: TaskId }>((l) => l.event === "task:finished");
+  child.kill("SIGKILL");
+  await child;
+
+  const rt = await start(app(), { directory: join(dir, "store") });
+  expect(await Counter.ref("c").get(rt.context())).toEqual({ count: 1 });
+  expect(rt.getTask(taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["COMPLETED"]);
+});
+
+test("a second runtime on a store held by another process refuses, naming the holder", async () => {
+  const dir = tempDir();
+  const bundle = await bundleApp(entry, join(dir, "app.mjs"));
+  const child = runApp(join(dir, "store"), bundle);
+  const { pid } = await child.line<{ event: string; pid: number }>((l) => l.event === "ready");
+  await expect(Runtime.start(app(), { directory: join(dir, "store") })).rejects.toThrow(
+    new RegExp(`mend.sqlite is in use by process ${pid} \\(.*run-app.mjs.*\\), since .*Stop it first`),
+  );
+  child.kill("SIGKILL");
+  await child;
+  // Once the holder is gone, the store opens.
+  const rt = await start(app(), { directory: join(dir, "store") });
+  expect(existsSync(rt.path)).toBe(true);
+});

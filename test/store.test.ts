@@ -1,0 +1,90 @@
+import Database from "better-sqlite3";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { expect, test } from "vitest";
+import { Runtime, StoreError } from "mend";
+import bank from "../fixtures/bank/src/main.js";
+import { Account } from "../fixtures/bank/src/api.js";
+import { start } from "./helpers/runtimes.js";
+import { tempDir } from "./helpers/temp.js";
+
+function refuses(path: string, message: RegExp) {
+  const before = readFileSync(path);
+  return expect(Runtime.start(bank, { path }))
+    .rejects.toThrow(message)
+    .then(() => expect(readFileSync(path).equals(before)).toBe(true));
+}
+
+test("a file that is not an SQLite database is refused and left untouched", async () => {
+  const path = join(tempDir(), "mend.sqlite");
+  writeFileSync(path, "this is a text file, not a database\n".repeat(40));
+  await refuses(path, /is not a mend store \(not an SQLite database, or truncated\); it was left untouched/);
+});
+
+test("an SQLite database of another application is refused and left untouched", async () => {
+  const path = join(tempDir(), "other.sqlite");
+  const db = new Database(path);
+  db.exec("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me')");
+  db.close();
+  await refuses(path, /is an SQLite database but not a mend store; it was left untouched/);
+});
+
+test("a truncated store is refused and left untouched", async () => {
+  const dir = tempDir();
+  const rt = await Runtime.start(bank, { directory: dir });
+  await Account.ref("alice").deposit(rt.context(), { amount: 1 });
+  await rt.stop();
+  const path = join(dir, "mend.sqlite");
+  writeFileSync(path, readFileSync(path).subarray(0, 300));
+  await refuses(path, /not a mend store \(not an SQLite database, or truncated\)/);
+});
+
+test("a damaged store is refused with a clear error", async () => {
+  const dir = tempDir();
+  const rt = await Runtime.start(bank, { directory: dir });
+  await Account.ref("alice").deposit(rt.context(), { amount: 1 });
+  await rt.stop();
+  const path = join(dir, "mend.sqlite");
+  const bytes = readFileSync(path);
+  // Keep the header, scribble over the schema page.
+  bytes.fill(0xab, 100, 4096);
+  writeFileSync(path, bytes);
+  await refuses(path, /The store .* is damaged \(.*\); it was left untouched/);
+});
+
+test("a store written by a newer schema version is refused and left untouched", async () => {
+  const dir = tempDir();
+  const rt = await Runtime.start(bank, { directory: dir });
+  await rt.stop();
+  const path = join(dir, "mend.sqlite");
+  const db = new Database(path);
+  db.pragma("user_version = 99");
+  db.close();
+  await refuses(path, /has schema version 99, written by a newer mend \(this one knows up to 1\)/);
+});
+
+test("a store in a read-only folder gives a clear error", async () => {
+  if (process.getuid?.() === 0) {
+    // root ignores file permissions; prove the error path with a path whose parent is a file instead.
+    const file = join(tempDir(), "file");
+    writeFileSync(file, "");
+    await expect(Runtime.start(bank, { path: join(file, "mend.sqlite") })).rejects.toThrow(/Cannot create the folder of the store .*EEXIST/);
+    return;
+  }
+  const dir = tempDir();
+  chmodSync(dir, 0o500);
+  try {
+    await expect(Runtime.start(bank, { path: join(dir, "mend.sqlite") })).rejects.toBeInstanceOf(StoreError);
+  } finally {
+    chmodSync(dir, 0o700);
+  }
+});
+
+test("reopening applies no migration twice and keeps the data", async () => {
+  const dir = tempDir();
+  const first = await Runtime.start(bank, { directory: dir });
+  await Account.ref("alice").deposit(first.context(), { amount: 3 });
+  await first.stop();
+  const rt = await start(bank, { directory: dir });
+  expect(await Account.ref("alice").balance(rt.context())).toEqual({ balance: 3 });
+});
