@@ -233,7 +233,6 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     this.#running.set(task.uuid, run);
     const startedAt = Date.now();
     const started = this.commits.commit(() => this.sql.startTask(task.uuid, attempt, version.id, startedAt));
-    this.#emit("attempt:start", { taskId, method: task.method, attempt, version: version.id });
 
     const end = (outcome: Outcome) => () => {
       const now = Date.now();
@@ -247,6 +246,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     };
     try {
       await started;
+      this.#emit("attempt:start", { taskId, method: task.method, attempt, version: version.id });
       const request: unknown = JSON.parse(task.request);
       const { outcome, committed } = await this.#executor.run(r, task.stateId, request, {
         version, signal: run.controller.signal, task: { taskId, attempt }, onComplete: end,
