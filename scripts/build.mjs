@@ -1,5 +1,6 @@
 // Builds dist/ from src/ and dev/ with esbuild: one ESM file per entry, packages external.
 import { build } from "esbuild";
+import { chmodSync } from "node:fs";
 
 await build({
   entryPoints: { index: "src/index.ts", cli: "src/cli/main.ts" },
@@ -13,3 +14,5 @@ await build({
   sourcemap: true,
   logLevel: "warning",
 });
+
+chmodSync("dist/cli.js", 0o755);

@@ -9,3 +9,5 @@ export { Task } from "./api/task.js";
 export { Runtime, type RuntimeOptions, type TaskInfo, type AttemptInfo } from "./runtime/runtime.js";
 export { StoreError } from "./store/open.js";
 export type { RetryPolicy } from "./runtime/backoff.js";
+export { ExternalContext, type ExternalContextOptions } from "./client/external.js";
+export { startServer, type ServerOptions, type RunningServer } from "./server/http.js";

@@ -31,6 +31,8 @@ describe("writers and readers", () => {
             async withdraw() { return { balance: 0 }; },
             async welcomeEmail() { return { sent: true }; },
             async recordEmail() {},
+            async preview() { return { text: "" }; },
+            async statement() { return { text: "" }; },
           }),
         ],
       }),

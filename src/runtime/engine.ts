@@ -149,12 +149,20 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     return idOf(task);
   }
 
-  wait(taskId: TaskId): Promise<Outcome> {
+  /** Waits for a task to end; `signal` gives up waiting (the task goes on). */
+  wait(taskId: TaskId, signal?: AbortSignal): Promise<Outcome> {
     if (this.#unfinished.has(taskId.taskUuid))
       return new Promise((resolve, reject) => {
         const list = this.#waiters.get(taskId.taskUuid) ?? [];
-        list.push({ resolve, reject });
+        const waiter = { resolve, reject };
+        list.push(waiter);
         this.#waiters.set(taskId.taskUuid, list);
+        signal?.addEventListener("abort", () => {
+          const i = list.indexOf(waiter);
+          if (i >= 0) list.splice(i, 1);
+          if (list.length === 0 && this.#waiters.get(taskId.taskUuid) === list) this.#waiters.delete(taskId.taskUuid);
+          reject(signal.reason);
+        }, { once: true });
       });
     const row = this.sql.getTask(taskId.taskUuid);
     if (!row || row.state_type !== taskId.stateType || row.state_id !== taskId.stateId)

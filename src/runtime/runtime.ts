@@ -144,8 +144,8 @@ export class Runtime {
     return this.#engine.spawn(target, request, when, null);
   }
 
-  wait(taskId: TaskId): Promise<Outcome> {
-    return this.#engine.wait(taskId);
+  wait(taskId: TaskId, signal?: AbortSignal): Promise<Outcome> {
+    return this.#engine.wait(taskId, signal);
   }
 
   /** Cancels a task: false if it had already finished. */

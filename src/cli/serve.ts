@@ -1,0 +1,70 @@
+import type { Command } from "commander";
+import { join, resolve } from "node:path";
+import { MendError } from "../api/errors.js";
+import { Runtime } from "../runtime/runtime.js";
+import { buildApp } from "../server/build.js";
+import { startServer } from "../server/http.js";
+import { loadBundle } from "../server/load.js";
+import { parseName, parsePort } from "./options.js";
+
+export interface ServeOptions {
+  application: string;
+  name: string;
+  port: number;
+  host: string;
+  stateDirectory: string;
+  adminSecret?: string;
+}
+
+/** Where a named application keeps its state. */
+export function stateDirectoryOf(stateDirectory: string, name: string): string {
+  return join(resolve(stateDirectory), ".mend", name);
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command("serve")
+    .description("build the application once and serve it over HTTP")
+    .requiredOption("--application <path>", "the entry module, which default-exports an Application")
+    .requiredOption("--name <name>", "the application's name: its state lives in <state-directory>/.mend/<name>/", parseName)
+    .option("--port <port>", "the port; 0 picks a free one", parsePort, 9991)
+    .option("--host <host>", "the address to bind; beyond loopback needs --admin-secret", "127.0.0.1")
+    .option("--state-directory <dir>", "where .mend/ lives", ".")
+    .option("--admin-secret <secret>", "required by the task endpoints (or MEND_ADMIN_SECRET)")
+    .action(async (o: ServeOptions) => {
+      process.setSourceMapsEnabled(true);
+      const directory = stateDirectoryOf(o.stateDirectory, o.name);
+      const bundle = await buildApp(o.application, join(directory, "build"));
+      const runtime = await Runtime.start(loadBundle(bundle), { directory });
+      let server;
+      try {
+        server = await startServer(runtime, { host: o.host, port: o.port, adminSecret: o.adminSecret ?? process.env.MEND_ADMIN_SECRET });
+      } catch (e) {
+        await runtime.stop();
+        if ((e as { code?: string }).code === "EADDRINUSE") throw new MendError("ADDRESS_IN_USE", `Port ${o.port} on ${o.host} is in use; pick another with --port (0 picks a free one).`);
+        throw e;
+      }
+      console.log(`mend: serving ${o.name} at ${server.url}`);
+      stopOnSignals(async () => {
+        await server.close();
+        await runtime.stop();
+      });
+    });
+}
+
+/** First SIGINT/SIGTERM stops cleanly; a second forces. Exits with 128 + the signal's number. */
+export function stopOnSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const)
+    process.on(signal, () => {
+      if (stopping) process.exit(code);
+      stopping = true;
+      stop().then(
+        () => process.exit(code),
+        (e: unknown) => {
+          console.error(`mend: ${(e as Error).message}`);
+          process.exit(code);
+        },
+      );
+    });
+}
