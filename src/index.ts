@@ -6,6 +6,16 @@ export { Context, ReaderContext, WriterContext, TransactionContext, WorkflowCont
 export { Aborted, Cancelled, MendError, TaskNotFound, MethodFailed, InvalidArgument, NotAllowed, type AbortedClass } from "./api/errors.js";
 export { TaskId, type TaskOptions, type When } from "./api/task-id.js";
 export { Task } from "./api/task.js";
+export {
+  atLeastOnce,
+  atMostOnce,
+  until,
+  AtMostOnceFailedBeforeCompleting,
+  type AtMostOnceOptions,
+  type Duration,
+  type LoopOptions,
+  type UntilOptions,
+} from "./api/workflow.js";
 export { Runtime, type RuntimeOptions, type TaskInfo, type AttemptInfo } from "./runtime/runtime.js";
 export { StoreError } from "./store/open.js";
 export type { RetryPolicy } from "./runtime/backoff.js";

@@ -60,7 +60,7 @@ test("a store written by a newer schema version is refused and left untouched", 
   const db = new Database(path);
   db.pragma("user_version = 99");
   db.close();
-  await refuses(path, /has schema version 99, written by a newer mend \(this one knows up to 1\)/);
+  await refuses(path, /has schema version 99, written by a newer mend \(this one knows up to 2\)/);
 });
 
 test("a store in a read-only folder gives a clear error", async () => {

@@ -1,7 +1,11 @@
+import { NotAllowed } from "./errors.js";
 import type { TaskId, When } from "./task-id.js";
+import type { LoopOptions, WorkflowSteps } from "./workflow.js";
 
 /** Internal: how a context reaches the runtime (in-process) or a server (over HTTP). */
 export const CALLER = Symbol.for("mend.caller");
+/** Internal: a running workflow's durable steps. */
+export const STEPS = Symbol.for("mend.steps");
 
 export type Kind = "reader" | "writer" | "transaction" | "workflow";
 
@@ -56,4 +60,20 @@ export class Context {
 export class ReaderContext extends Context {}
 export class WriterContext extends Context {}
 export class TransactionContext extends Context {}
-export class WorkflowContext extends Context {}
+export class WorkflowContext extends Context {
+  /** @internal */
+  declare [STEPS]?: WorkflowSteps;
+
+  /**
+   * A durable loop: `for await (const iteration of ctx.loop("poll", { interval: { secs: 5 } }))`.
+   * Iterations count from 0; `break` ends the loop. After each iteration the counter is
+   * stored and the task waits (`SCHEDULED_ITERATION`) for the next one, which runs the
+   * workflow again from the top: recorded steps return their values, and the loop resumes
+   * at the stored iteration. A failed iteration is retried, not the ones before it.
+   */
+  loop(alias: string, options: LoopOptions = {}): AsyncIterable<number> {
+    const steps = this[STEPS];
+    if (!steps) throw new NotAllowed("ctx.loop() needs the context of a running workflow.");
+    return steps.loop(alias, options);
+  }
+}

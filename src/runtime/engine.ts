@@ -8,6 +8,7 @@ import { retryDelay } from "./backoff.js";
 import type { Executor, NewTask, TaskHost } from "./executor.js";
 import { toStoredJson } from "./json.js";
 import { Scheduler } from "./scheduler.js";
+import { NextIteration } from "./workflow.js";
 import type { CodeVersion } from "./version.js";
 
 /** An unfinished task, as the engine keeps it in memory (the store has the same). */
@@ -32,10 +33,12 @@ interface Running {
 
 export interface EngineEvents {
   "attempt:start": [{ taskId: TaskId; method: string; attempt: number; version: string }];
-  "attempt:end": [{ taskId: TaskId; method: string; attempt: number; version: string; outcome: "COMPLETED" | "ABORTED" | "FAILED"; error?: Error; retryInMs?: number }];
+  "attempt:end": [{ taskId: TaskId; method: string; attempt: number; version: string; outcome: "COMPLETED" | "ABORTED" | "FAILED" | "ITERATED"; error?: Error; retryInMs?: number }];
   "task:waiting": [{ taskId: TaskId; method: string; reason: string }];
   "task:finished": [{ taskId: TaskId; outcome: Outcome }];
   "store:error": [{ error: unknown }];
+  /** A method ran twice under effect validation (RuntimeOptions.effectValidation). */
+  "effect-validation": [{ method: string; message: string }];
 }
 
 export interface EngineOptions {
@@ -133,7 +136,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     }
   }
 
-  async spawn(target: CallTarget, request: unknown, when: When | undefined, parentUuid: string | null): Promise<TaskId> {
+  async spawn(target: CallTarget, request: unknown, when: When | undefined, parentUuid: string | null, also?: (taskId: TaskId) => void): Promise<TaskId> {
     const r = this.#executor.resolve(this.#version, target);
     const req = this.#executor.validateRequest(r, request);
     const now = Date.now();
@@ -142,9 +145,10 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`) ?? "{}",
       dueAt: dueTime(when, now), parentUuid,
     };
-    await this.commits.commit(() =>
-      this.sql.insertTask({ uuid: task.uuid, state_type: task.stateType, state_id: task.stateId, method: task.method, request: task.request, due_at: task.dueAt, now, parent_uuid: parentUuid }),
-    );
+    await this.commits.commit(() => {
+      this.sql.insertTask({ uuid: task.uuid, state_type: task.stateType, state_id: task.stateId, method: task.method, request: task.request, due_at: task.dueAt, now, parent_uuid: parentUuid });
+      also?.(idOf(task));
+    });
     this.created([task]);
     return idOf(task);
   }
@@ -267,8 +271,29 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       this.#finish(task, outcome);
     } catch (thrown) {
       if (run.cancelled) return;
+      if (thrown instanceof NextIteration) return this.#iterate(task, attempt, version, thrown, r.retry);
       await this.#fail(task, attempt, version, coerceError(thrown), r.retry);
     }
+  }
+
+  /** An iteration of the task's loop is done: store its counter and schedule the next one. */
+  async #iterate(task: LiveTask, attempt: number, version: CodeVersion, next: NextIteration, retry: import("./backoff.js").RetryPolicy): Promise<void> {
+    const now = Date.now();
+    try {
+      await this.commits.commit(() => {
+        next.record();
+        this.sql.iterateTask(task.uuid, next.dueAt, next.iteration, now);
+        this.sql.endAttempt(task.uuid, attempt, now, "ITERATED");
+      });
+    } catch (storeError) {
+      this.#emit("store:error", { error: storeError });
+      return this.#fail(task, attempt, version, coerceError(storeError), retry);
+    }
+    task.status = "SCHEDULED_ITERATION";
+    task.backoffStep = 0;
+    this.#release(task.uuid);
+    this.#emit("attempt:end", { taskId: idOf(task), method: task.method, attempt, version: version.id, outcome: "ITERATED" });
+    this.#scheduler.add(task.uuid, next.dueAt);
   }
 
   async #fail(task: LiveTask, attempt: number, version: CodeVersion, error: Error, retry: import("./backoff.js").RetryPolicy): Promise<void> {

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import {
   CALLER,
+  STEPS,
   Context,
   ReaderContext,
   TransactionContext,
@@ -20,6 +21,8 @@ import { toStoredJson } from "./json.js";
 import { KeyedMutex } from "./locks.js";
 import { describeState, stateKey, type States } from "./states.js";
 import type { CodeVersion, ResolvedMethod } from "./version.js";
+import { Memo } from "./memo.js";
+import { WorkflowRun } from "./workflow.js";
 
 /** A task created by a method, inserted when that method commits. */
 export interface NewTask {
@@ -47,6 +50,17 @@ export interface RunOptions {
   task?: { taskId: TaskId; attempt: number };
   /** Extra writes to commit in the same transaction as the method's own (a task's end). */
   onComplete?: (outcome: Outcome) => () => void;
+  /** Effect validation's first run: nothing it does is committed. */
+  trial?: boolean;
+}
+
+/** Run each reader, writer and transaction twice, the first run rolled back. */
+export type EffectValidation = "enabled" | "quiet" | "disabled";
+
+export interface ExecutorOptions {
+  effectValidation: EffectValidation;
+  /** Told each time a method ran twice ("enabled"), or the first time for each method ("quiet"). */
+  onEffectValidation: (event: { method: string; message: string }) => void;
 }
 
 export interface RunResult {
@@ -57,7 +71,8 @@ export interface RunResult {
 
 /** What the executor needs from the task engine. */
 export interface TaskHost {
-  spawn(target: CallTarget, request: unknown, when: EnqueueOptions["when"], parentUuid: string | null): Promise<TaskId>;
+  /** `also` runs inside the commit that creates the task (a workflow's memo of the spawn). */
+  spawn(target: CallTarget, request: unknown, when: EnqueueOptions["when"], parentUuid: string | null, also?: (taskId: TaskId) => void): Promise<TaskId>;
   wait(taskId: TaskId): Promise<Outcome>;
   created(tasks: readonly NewTask[]): void;
 }
@@ -77,12 +92,14 @@ const DONE = Promise.resolve();
 export class Executor {
   readonly #locks = new KeyedMutex();
   readonly #transactions = new KeyedMutex();
+  readonly #validated = new Set<string>();
 
   constructor(
     private readonly sql: Statements,
     private readonly commits: CommitQueue,
     private readonly states: States,
     private readonly host: TaskHost,
+    private readonly options: ExecutorOptions = { effectValidation: "disabled", onEffectValidation: () => {} },
   ) {}
 
   /** Resolves a target in a version, or explains what is missing. */
@@ -104,6 +121,12 @@ export class Executor {
 
   /** Runs a method; a declared error is an ABORTED outcome, anything else throws. */
   run(r: ResolvedMethod, stateId: string, request: unknown, options: RunOptions, within?: Effects): Promise<RunResult> {
+    if (this.options.effectValidation !== "disabled" && !within && r.method.kind !== "workflow")
+      return this.#twice(r, stateId, request, options);
+    return this.#once(r, stateId, request, options, within);
+  }
+
+  #once(r: ResolvedMethod, stateId: string, request: unknown, options: RunOptions, within?: Effects): Promise<RunResult> {
     const req = this.validateRequest(r, request);
     switch (r.method.kind) {
       case "reader":
@@ -134,7 +157,7 @@ export class Executor {
       const ctx = new WriterContext(this.#caller("writer", o, effects), "writer", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
       const outcome = await this.#call(r, ctx, state, request);
       if (o.signal.aborted) throw new Cancelled();
-      if (outcome.status !== "COMPLETED") return { outcome, committed: DONE };
+      if (outcome.status !== "COMPLETED" || o.trial) return { outcome, committed: DONE };
       effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
       return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome)) };
     } finally {
@@ -169,7 +192,7 @@ export class Executor {
       const ctx = new TransactionContext(this.#caller("transaction", o, effects), "transaction", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
       const outcome = await this.#call(r, ctx, state, request);
       if (o.signal.aborted) throw new Cancelled();
-      if (outcome.status !== "COMPLETED") return { outcome, committed: DONE };
+      if (outcome.status !== "COMPLETED" || o.trial) return { outcome, committed: DONE };
       effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
       return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome)) };
     } finally {
@@ -180,10 +203,37 @@ export class Executor {
 
   async #workflow(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
     if (!o.task) throw new NotAllowed(`${r.type.name}.${r.method.name} is a workflow: it runs only as a task.`);
-    const ctx = new WorkflowContext(this.#caller("workflow", o), "workflow", r.type.name, stateId, o.signal, o.task.taskId, o.task.attempt);
-    const outcome = await this.#call(r, ctx, undefined, request);
+    const { version, signal, task } = o;
+    const memo = new Memo(this.sql, this.commits, task.taskId.taskUuid);
+    const run = new WorkflowRun({ runner: this, host: this.host, memo, version, signal, taskId: task.taskId, base: this.#caller("workflow", o) });
+    const ctx = new WorkflowContext(run.caller(), "workflow", r.type.name, stateId, signal, task.taskId, task.attempt);
+    ctx[STEPS] = run;
+    const outcome = await run.settle(this.#call(r, ctx, undefined, request));
     if (o.signal.aborted) throw new Cancelled();
     return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(this.states), o.onComplete(outcome)) : DONE };
+  }
+
+  /**
+   * Effect validation: runs the method once with nothing committed (its state change and
+   * scheduled tasks are dropped), then for real, so code that is not idempotent shows itself.
+   */
+  async #twice(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
+    await this.#once(r, stateId, request, { version: o.version, signal: o.signal, task: o.task, trial: true });
+    const method = `${r.type.name}.${r.method.name}`;
+    const quiet = this.options.effectValidation === "quiet";
+    if (!quiet || !this.#validated.has(method)) {
+      this.#validated.add(method);
+      const message =
+        `Ran ${method} twice to validate its effects; the first run was rolled back. ` +
+        "Any effect it has outside its state (an email, a counter in memory) happened twice: such effects belong in a workflow." +
+        (quiet ? " (Shown once per method; effect validation 'enabled' shows every run.)" : "");
+      try {
+        this.options.onEffectValidation({ method, message });
+      } catch (e) {
+        process.emitWarning(`A listener of effect-validation threw: ${String(e)}`);
+      }
+    }
+    return this.#once(r, stateId, request, o);
   }
 
   /** Calls the user's code and turns its result or declared error into an outcome. */

@@ -10,7 +10,7 @@ import { CommitQueue } from "../store/commit-queue.js";
 import { openStore, releaseHolder } from "../store/open.js";
 import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskRow } from "../store/statements.js";
 import { Engine, type EngineEvents } from "./engine.js";
-import { Executor } from "./executor.js";
+import { Executor, type EffectValidation } from "./executor.js";
 import { States } from "./states.js";
 import { CodeVersion } from "./version.js";
 
@@ -25,7 +25,17 @@ export interface RuntimeOptions {
   concurrency?: number;
   /** The id of the first code version. @defaultValue "v1" */
   version?: string;
+  /**
+   * Runs each reader, writer and transaction twice, the first run rolled back (its state
+   * change and scheduled tasks dropped), so that code that is not idempotent shows itself.
+   * Each double run emits an `effect-validation` event: every time with "enabled", once
+   * per method with "quiet". Workflows are not run twice.
+   * @defaultValue "disabled"
+   */
+  effectValidation?: EffectValidation;
 }
+
+const EFFECT_VALIDATION: readonly EffectValidation[] = ["enabled", "quiet", "disabled"];
 
 export interface TaskInfo {
   taskId: TaskId;
@@ -36,6 +46,8 @@ export interface TaskInfo {
   updatedAt: number;
   attempts: number;
   lastError: string | null;
+  /** Iterations done by the task's latest loop (see `ctx.loop()`). */
+  iteration: number;
   response?: unknown;
   error?: unknown;
   /** A cursor for the next page of a list. */
@@ -74,13 +86,19 @@ export class Runtime {
       throw new MendError("INVALID_OPTION", `synchronous must be FULL or NORMAL, got ${String(options.synchronous)}.`);
     const concurrency = options.concurrency ?? 256;
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new MendError("INVALID_OPTION", "concurrency must be an integer >= 1.");
+    const effectValidation = options.effectValidation ?? "disabled";
+    if (!EFFECT_VALIDATION.includes(effectValidation))
+      throw new MendError("INVALID_OPTION", `effectValidation must be one of ${EFFECT_VALIDATION.join(", ")}, got ${String(effectValidation)}.`);
     this.#temporary = options.path || options.directory ? undefined : mkdtempSync(join(tmpdir(), "mend-"));
     this.path = options.path ?? join(options.directory ?? this.#temporary!, "mend.sqlite");
     this.#db = openStore(this.path, { synchronous: options.synchronous });
     this.#sql = prepareStatements(this.#db);
     this.#commits = new CommitQueue(this.#db);
     this.#engine = new Engine(this.#sql, this.#commits, { concurrency });
-    this.#executor = new Executor(this.#sql, this.#commits, new States(this.#sql), this.#engine);
+    this.#executor = new Executor(this.#sql, this.#commits, new States(this.#sql), this.#engine, {
+      effectValidation,
+      onEffectValidation: (event) => this.#engine.emit("effect-validation", event),
+    });
     this.#engine.attach(this.#executor, this.#newVersion(application, options.version));
   }
 
@@ -192,6 +210,7 @@ function taskInfo(row: TaskRow & { rowid: number }): TaskInfo {
     updatedAt: row.updated_at,
     attempts: row.attempts,
     lastError: row.last_error,
+    iteration: row.iteration,
     ...(row.response !== null ? { response: JSON.parse(row.response) } : {}),
     ...(row.error !== null ? { error: JSON.parse(row.error) } : {}),
     cursor: row.rowid,

@@ -47,6 +47,21 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (task_uuid, number)
   ) WITHOUT ROWID;
   `,
+  // 2: the memo of workflows (a step per task and alias), and the iteration of a task's loop.
+  `
+  CREATE TABLE memos (
+    task_uuid  TEXT NOT NULL REFERENCES tasks (uuid) ON DELETE CASCADE,
+    alias      TEXT NOT NULL,
+    kind       TEXT NOT NULL,       -- call, spawn, atLeastOnce, atMostOnce, until or loop
+    step       TEXT NOT NULL,       -- what the alias stands for, e.g. Account('alice').charge()
+    status     TEXT NOT NULL,       -- started, completed or failed
+    value      TEXT,                -- JSON: a result, a declared error, a child's task id, a loop's next iteration
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (task_uuid, alias)
+  ) WITHOUT ROWID;
+
+  ALTER TABLE tasks ADD COLUMN iteration INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 /** 'mend' in ASCII: marks an SQLite file as a mend store. */

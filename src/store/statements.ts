@@ -27,6 +27,20 @@ export interface TaskRow {
   error: string | null;
   last_error: string | null;
   parent_uuid: string | null;
+  /** Iterations done by the task's latest loop. */
+  iteration: number;
+}
+
+export type MemoStatus = "started" | "completed" | "failed";
+
+export interface MemoRow {
+  task_uuid: string;
+  alias: string;
+  kind: string;
+  step: string;
+  status: MemoStatus;
+  value: string | null;
+  updated_at: number;
 }
 
 export interface AttemptRow {
@@ -71,6 +85,13 @@ export function prepareStatements(db: Database.Database) {
   const unfinishedTasks = s(`SELECT * FROM tasks WHERE status NOT IN ('COMPLETED', 'ABORTED', 'CANCELLED') ORDER BY rowid`);
   const interruptAttempts = s(`UPDATE attempts SET outcome = 'INTERRUPTED', ended_at = @now,
     error_message = 'The process stopped during this attempt.' WHERE ended_at IS NULL`);
+  const iterateTask = s(`UPDATE tasks SET status = 'SCHEDULED_ITERATION', due_at = @due_at, iteration = @iteration,
+    backoff_step = 0, updated_at = @now WHERE uuid = @uuid`);
+  const getMemo = s(`SELECT * FROM memos WHERE task_uuid = ? AND alias = ?`);
+  const putMemo = s(`INSERT INTO memos (task_uuid, alias, kind, step, status, value, updated_at)
+    VALUES (@task_uuid, @alias, @kind, @step, @status, @value, @now)
+    ON CONFLICT (task_uuid, alias) DO UPDATE SET kind = excluded.kind, step = excluded.step,
+      status = excluded.status, value = excluded.value, updated_at = excluded.updated_at`);
   const readState = s(`SELECT state FROM states WHERE state_type = ? AND state_id = ?`).pluck();
   const writeState = s(`INSERT INTO states (state_type, state_id, state) VALUES (?, ?, ?)
     ON CONFLICT (state_type, state_id) DO UPDATE SET state = excluded.state`);
@@ -95,6 +116,9 @@ export function prepareStatements(db: Database.Database) {
     listAttempts: (uuid: string) => listAttempts.all(uuid) as AttemptRow[],
     unfinishedTasks: () => unfinishedTasks.all() as TaskRow[],
     interruptAttempts: (now: number) => interruptAttempts.run({ now }),
+    iterateTask: (uuid: string, dueAt: number, iteration: number, now: number) => iterateTask.run({ uuid, due_at: dueAt, iteration, now }),
+    getMemo: (uuid: string, alias: string) => getMemo.get(uuid, alias) as MemoRow | undefined,
+    putMemo: (m: Omit<MemoRow, "updated_at"> & { now: number }) => putMemo.run(m),
     readState: (type: string, id: string) => readState.get(type, id) as string | undefined,
     writeState: (type: string, id: string, state: string) => writeState.run(type, id, state),
     listTasks(filter: TaskFilter): (TaskRow & { rowid: number })[] {

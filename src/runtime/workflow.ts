@@ -1,0 +1,220 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Caller, CallTarget, EnqueueOptions, Outcome } from "../api/context.js";
+import { MendError, NotAllowed } from "../api/errors.js";
+import { dueTime, type TaskId } from "../api/task-id.js";
+import { AtMostOnceFailedBeforeCompleting, type AtMostOnceOptions, type LoopOptions, type UntilOptions, type WorkflowSteps } from "../api/workflow.js";
+import type { RunOptions, RunResult, TaskHost } from "./executor.js";
+import { aliasOf, describeStep, newScope, type Memo, type Scope } from "./memo.js";
+import type { CodeVersion, ResolvedMethod } from "./version.js";
+
+/**
+ * Thrown out of a workflow when an iteration of its loop is done: the engine stores the
+ * counter and schedules the task for the next iteration (`SCHEDULED_ITERATION`).
+ */
+export class NextIteration extends Error {
+  constructor(
+    readonly alias: string,
+    readonly iteration: number,
+    readonly dueAt: number,
+    /** Records the loop's counter; runs in the commit that schedules the next iteration. */
+    readonly record: () => void,
+  ) {
+    super(`Iteration ${iteration - 1} of the loop "${alias}" is done; the workflow runs again for the next one.`);
+    this.name = "NextIteration";
+  }
+}
+
+/** What a workflow run needs from the executor. */
+export interface Runner {
+  resolve(version: CodeVersion, target: CallTarget): ResolvedMethod;
+  run(r: ResolvedMethod, stateId: string, request: unknown, options: RunOptions): Promise<RunResult>;
+}
+
+export interface WorkflowRunOptions {
+  runner: Runner;
+  host: TaskHost;
+  memo: Memo;
+  version: CodeVersion;
+  signal: AbortSignal;
+  taskId: TaskId;
+  /** The plain caller of a workflow, for calls that are not memoised. */
+  base: Caller;
+}
+
+const FIRST_WAIT_MS = 10;
+
+/**
+ * One attempt of a workflow: its calls and spawns are memoised per task and alias, and
+ * it implements the helpers (atLeastOnce, atMostOnce, until) and `ctx.loop()`.
+ */
+export class WorkflowRun implements WorkflowSteps {
+  /** Set once an iteration of the loop has ended: nothing more runs in this attempt. */
+  next: NextIteration | undefined;
+  #looping = false;
+
+  constructor(private readonly o: WorkflowRunOptions) {}
+
+  caller(): Caller {
+    return {
+      call: (target, request, alias) => this.#call(target, request, alias),
+      enqueue: (target, request, options) => this.#enqueue(target, request, options),
+      wait: (taskId) => (this.#active(), this.o.base.wait(taskId)),
+    };
+  }
+
+  /** Waits for the workflow's body; an iteration that ended wins over what the body did after. */
+  settle<T>(body: Promise<T>): Promise<T> {
+    return body.then(
+      (value) => {
+        if (this.next) throw this.next;
+        return value;
+      },
+      (error: unknown) => {
+        throw this.next ?? error;
+      },
+    );
+  }
+
+  #active(): void {
+    if (this.next) throw this.next;
+  }
+
+  async #call(target: CallTarget, request: unknown, explicit?: string): Promise<Outcome> {
+    this.#active();
+    const { memo, runner, version, signal } = this.o;
+    const scope = memo.scope();
+    if (!scope.memoise) return this.o.base.call(target, request);
+    const r = runner.resolve(version, target);
+    if (r.method.kind === "workflow") return this.o.host.wait(await this.#spawn(scope, target, request, { mode: "spawn", alias: explicit }));
+
+    const alias = aliasOf(scope, target, explicit);
+    const step = describeStep("call", target);
+    const recorded = memo.lookup(alias, "call", step);
+    if (recorded?.status === "completed") return { status: "COMPLETED", response: recorded.value };
+    if (recorded?.status === "failed") return { status: "ABORTED", ...(recorded.value as { error: unknown; message: string }) };
+
+    const what = `The response of ${step}`;
+    // A writer's or transaction's change and this record commit together: a crash cannot
+    // leave the change without the record, so the call never runs twice.
+    const onComplete = (outcome: Outcome) =>
+      memo.write(alias, "call", step, "completed", outcome.status === "COMPLETED" ? outcome.response : undefined, what);
+    const { outcome, committed } = await runner.run(r, target.stateId, request, { version, signal, onComplete });
+    await committed;
+    if (outcome.status === "ABORTED")
+      await memo.record(alias, "call", step, "failed", { error: outcome.error, message: outcome.message }, `The declared error of ${step}`);
+    return outcome;
+  }
+
+  #enqueue(target: CallTarget, request: unknown, options: EnqueueOptions): Promise<TaskId> {
+    this.#active();
+    const scope = this.o.memo.scope();
+    if (!scope.memoise) return this.o.base.enqueue(target, request, options);
+    return this.#spawn(scope, target, request, options);
+  }
+
+  /** Spawns a child task once: its id is recorded in the commit that creates it. */
+  async #spawn(scope: Scope, target: CallTarget, request: unknown, options: EnqueueOptions): Promise<TaskId> {
+    const alias = aliasOf(scope, target, options.alias);
+    const step = describeStep("spawn", target);
+    const recorded = this.o.memo.lookup(alias, "spawn", step);
+    if (recorded) return recorded.value as TaskId;
+    return this.o.host.spawn(target, request, options.when, this.o.taskId.taskUuid, (taskId) =>
+      this.o.memo.write(alias, "spawn", step, "completed", taskId, "A task id")(),
+    );
+  }
+
+  // --- Helpers ----------------------------------------------------------------
+
+  async atLeastOnce<T>(alias: string, fn: () => T | Promise<T>): Promise<T> {
+    const { key, recorded } = this.#step("atLeastOnce", alias);
+    if (recorded?.status === "completed") return recorded.value as T;
+    const value = await this.o.memo.within(newScope(`${key}/`), fn);
+    return (await this.#finish(key, "atLeastOnce", alias, value)) as T;
+  }
+
+  async atMostOnce<T>(alias: string, fn: () => T | Promise<T>, options: AtMostOnceOptions): Promise<T> {
+    const { key, recorded } = this.#step("atMostOnce", alias);
+    const { memo } = this.o;
+    if (recorded?.status === "completed") return recorded.value as T;
+    if (recorded?.status === "started") throw new AtMostOnceFailedBeforeCompleting(alias);
+    await memo.record(key, "atMostOnce", describeStep("atMostOnce"), "started", undefined, "");
+    let value: T;
+    try {
+      value = await memo.within(newScope(`${key}/`), fn);
+    } catch (error) {
+      // A retryable error means fn did nothing: a later attempt may start it again.
+      if (options.retryableErrors?.some((cls) => error instanceof cls))
+        await memo.record(key, "atMostOnce", describeStep("atMostOnce"), "failed", undefined, "");
+      throw error;
+    }
+    return (await this.#finish(key, "atMostOnce", alias, value)) as T;
+  }
+
+  async until<T>(alias: string, fn: () => T | Promise<T>, options: UntilOptions): Promise<T> {
+    const { key, recorded } = this.#step("until", alias);
+    if (recorded?.status === "completed") return recorded.value as T;
+    const maxMs = dueTime(options.maxInterval ?? { secs: 1 }, 0);
+    const fresh = newScope(`${key}/`, false);
+    for (let wait = FIRST_WAIT_MS; ; wait = Math.min(wait * 2, maxMs)) {
+      const value = await this.o.memo.within(fresh, fn);
+      if (value) return (await this.#finish(key, "until", alias, value)) as T;
+      await sleep(Math.min(wait, maxMs), undefined, { signal: this.o.signal });
+      this.#active();
+    }
+  }
+
+  /** Looks a helper's step up in the current scope. */
+  #step(kind: "atLeastOnce" | "atMostOnce" | "until" | "loop", alias: string) {
+    this.#active();
+    if (typeof alias !== "string" || alias === "")
+      throw new MendError("INVALID_ARGUMENT", `${describeStep(kind)} needs a non-empty alias.`);
+    const scope = this.o.memo.scope();
+    const key = scope.prefix + alias;
+    return { key, scope, recorded: this.o.memo.lookup(key, kind, describeStep(kind)) };
+  }
+
+  #finish(key: string, kind: "atLeastOnce" | "atMostOnce" | "until", alias: string, value: unknown): Promise<unknown> {
+    return this.o.memo.record(key, kind, describeStep(kind), "completed", value, `The value of ${kind}("${alias}")`);
+  }
+
+  // --- Loops -----------------------------------------------------------------
+
+  loop(alias: string, options: LoopOptions): AsyncIterable<number> {
+    return { [Symbol.asyncIterator]: () => this.#iterate(alias, options) };
+  }
+
+  #iterate(alias: string, options: LoopOptions): AsyncIterator<number> {
+    const { memo } = this.o;
+    let key = "";
+    let iteration = -1;
+    const end = (): IteratorResult<number> => {
+      if (iteration >= 0) (memo.loopScope = undefined), (this.#looping = false);
+      iteration = -2;
+      return { value: undefined, done: true };
+    };
+    return {
+      next: async () => {
+        if (iteration === -2) return { value: undefined, done: true };
+        if (iteration === -1) {
+          const step = this.#step("loop", alias);
+          if (this.#looping || step.scope !== memo.root)
+            throw new NotAllowed("ctx.loop() runs only at the top level of a workflow: not inside another loop or a helper's fn.");
+          key = step.key;
+          iteration = (step.recorded?.value as { iteration?: number } | undefined)?.iteration ?? 0;
+          this.#looping = true;
+        } else {
+          // The body of `iteration` is done: the attempt ends, the next iteration is a new run.
+          const next = iteration + 1;
+          const dueAt = dueTime(options.interval, Date.now());
+          const record = memo.write(key, "loop", describeStep("loop"), "started", { iteration: next }, "");
+          end();
+          this.next = new NextIteration(key, next, dueAt, record);
+          throw this.next;
+        }
+        memo.loopScope = newScope(`${key}[${iteration}]/`);
+        return { value: iteration, done: false };
+      },
+      return: async () => end(),
+    };
+  }
+}
