@@ -1,5 +1,62 @@
 import type { Command } from "commander";
+import { Option } from "commander";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline/promises";
+import { MendError } from "../src/api/errors.js";
+import { parseName, parsePort } from "../src/cli/options.js";
+import { devRun, type DevRunOptions } from "./run.js";
 
 export function registerDevCommands(program: Command): void {
-  program.command("dev").description("develop an application: rebuild on save, hot-swap code, retry failing tasks");
+  const dev = program.command("dev").description("develop an application: rebuild on save, hot-swap code, retry failing tasks");
+
+  dev
+    .command("run")
+    .description("build, serve and watch the application; on save, swap the new code in and retry failing tasks")
+    .option("--application <path>", "the entry module, which default-exports an Application", "src/main.ts")
+    .option("--name <name>", "keep state in <state-directory>/.mend/<name>/ across runs", parseName)
+    .option("--watch <glob>", "also rebuild when files matching this glob change (repeatable)", (v: string, all: string[]) => [...all, v], [])
+    .option("--port <port>", "the port; 0 picks a free one", parsePort, 9991)
+    .option("--host <host>", "the address to bind", "127.0.0.1")
+    .option("--state-directory <dir>", "where .mend/ lives", ".")
+    .addOption(new Option("--effect-validation <mode>", "run each method twice to expose non-idempotent code").choices(["enabled", "quiet", "disabled"]).default("quiet"))
+    .action(async (o: DevRunOptions) => {
+      if (!existsSync(resolve(o.application)))
+        throw new MendError("NOT_FOUND", `No application at ${o.application}; pass --application PATH to the entry module.`);
+      process.exitCode = await devRun(o);
+    });
+
+  dev
+    .command("expunge")
+    .description("delete the state that `mend dev run --name NAME` keeps")
+    .requiredOption("--name <name>", "the application's name", parseName)
+    .option("--state-directory <dir>", "where .mend/ lives", ".")
+    .option("--yes", "do not ask for confirmation")
+    .action(async (o: { name: string; stateDirectory: string; yes?: boolean }) => {
+      const directory = join(resolve(o.stateDirectory), ".mend", o.name);
+      if (!existsSync(directory)) return void console.log(`No state for ${o.name} in ${directory}.`);
+      const holder = join(directory, "mend.sqlite.holder");
+      if (existsSync(holder)) {
+        const { pid } = JSON.parse(readFileSync(holder, "utf8")) as { pid: number };
+        if (isAlive(pid)) throw new MendError("IN_USE", `The state of ${o.name} is in use by process ${pid}; stop it first.`);
+      }
+      if (!o.yes) {
+        if (!process.stdin.isTTY) throw new MendError("NOT_CONFIRMED", "Not deleting without confirmation: pass --yes.");
+        const rl = createInterface({ input: process.stdin, output: process.stdout });
+        const answer = await rl.question(`Delete every task and all state of ${o.name} in ${directory}? [y/N] `);
+        rl.close();
+        if (!/^y(es)?$/i.test(answer.trim())) return void console.log("Nothing deleted.");
+      }
+      rmSync(directory, { recursive: true, force: true });
+      console.log(`Deleted the state of ${o.name}.`);
+    });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM";
+  }
 }

@@ -1,9 +1,11 @@
 // Builds dist/ from src/ and dev/ with esbuild: one ESM file per entry, packages external.
 import { build } from "esbuild";
-import { chmodSync } from "node:fs";
+import { chmodSync, rmSync } from "node:fs";
+
+rmSync("dist", { recursive: true, force: true });
 
 await build({
-  entryPoints: { index: "src/index.ts", cli: "src/cli/main.ts" },
+  entryPoints: { index: "src/index.ts", cli: "src/cli/main.ts", "dev-runtime": "dev/runtime-process.ts" },
   outdir: "dist",
   bundle: true,
   splitting: true,

@@ -17,10 +17,12 @@ describe("retryDelay", () => {
     ]);
     expect(retryDelay(3, DEFAULT_RETRY, 0)).toBe(0);
     expect(retryDelay(1, DEFAULT_RETRY, 0.5)).toBe(1000);
+    expect(retryDelay(1, { ...DEFAULT_RETRY, jitter: false }, 0.1)).toBe(2000);
   });
 
   test("policies layer: application, then method", () => {
-    expect(resolveRetry({ initialMs: 10 }, { maxMs: 50 })).toEqual({ initialMs: 10, maxMs: 50, multiplier: 2 });
+    expect(resolveRetry({ initialMs: 10 }, { maxMs: 50 })).toEqual({ initialMs: 10, maxMs: 50, multiplier: 2, jitter: true });
+    expect(resolveRetry({ jitter: false }, {})).toMatchObject({ jitter: false });
     expect(resolveRetry({ initialMs: -5, multiplier: Number.NaN })).toEqual(DEFAULT_RETRY);
   });
 });

@@ -6,9 +6,11 @@ export interface RetryPolicy {
   maxMs: number;
   /** @defaultValue 2 */
   multiplier: number;
+  /** Full jitter: wait a random time up to the delay, so that failing tasks spread out. @defaultValue true */
+  jitter: boolean;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { initialMs: 1000, maxMs: 30_000, multiplier: 2 };
+export const DEFAULT_RETRY: RetryPolicy = { initialMs: 1000, maxMs: 30_000, multiplier: 2, jitter: true };
 
 export function resolveRetry(...layers: (Partial<RetryPolicy> | undefined)[]): RetryPolicy {
   const policy = { ...DEFAULT_RETRY };
@@ -17,6 +19,7 @@ export function resolveRetry(...layers: (Partial<RetryPolicy> | undefined)[]): R
       const v = layer?.[key];
       if (v !== undefined && Number.isFinite(v) && v >= 0) policy[key] = v;
     }
+  for (const layer of layers) if (typeof layer?.jitter === "boolean") policy.jitter = layer.jitter;
   return policy;
 }
 
@@ -26,5 +29,5 @@ export function resolveRetry(...layers: (Partial<RetryPolicy> | undefined)[]): R
  */
 export function retryDelay(step: number, policy: RetryPolicy, random: number = Math.random()): number {
   const cap = Math.min(policy.maxMs, policy.initialMs * policy.multiplier ** Math.max(0, step));
-  return Math.round(cap * random);
+  return Math.round(policy.jitter ? cap * random : cap);
 }

@@ -130,7 +130,7 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
       return method === verb;
     };
 
-    if (at("/health", "GET")) return send(res, 200, { ok: true, version: runtime.version });
+    if (at("/health", "GET")) return send(res, 200, { ok: true, version: runtime.version, pid: process.pid, rss: process.memoryUsage.rss() });
     if (at("/v1/call", "POST")) {
       const body = parse(CallBody, await readJson(req, limit), "call");
       try {

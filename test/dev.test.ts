@@ -1,0 +1,183 @@
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, test } from "vitest";
+import { ExternalContext } from "mend";
+import { Account } from "../fixtures/bank/src/api.js";
+import { copyFixture, mend } from "./helpers/cli.js";
+import { DevRun } from "./helpers/dev.js";
+
+const BUG = "const symbol = SYMBOLS[currency];";
+const FIX = "const symbol = SYMBOLS[currency.toUpperCase()];";
+
+function edit(file: string, from: string | RegExp, to: string): void {
+  const text = readFileSync(file, "utf8");
+  const next = text.replace(from, to);
+  if (next === text) throw new Error(`nothing to replace in ${file}`);
+  writeFileSync(file, next);
+}
+
+async function health(url: string): Promise<{ version: string; pid: number; rss: number }> {
+  return (await fetch(`${url}/health`)).json() as Promise<{ version: string; pid: number; rss: number }>;
+}
+
+async function attempts(url: string, uuid: string): Promise<{ version: string; outcome: string; startedAt: number }[]> {
+  const body = (await (await fetch(`${url}/v1/tasks/${uuid}`)).json()) as { attempts: { version: string; outcome: string; startedAt: number }[] };
+  return body.attempts;
+}
+
+/** Starts `mend dev run` on a copy of the bank fixture, ready to serve v1. */
+async function startBank(args: string[] = ["--name", "bank"]) {
+  const app = copyFixture("bank");
+  const dev = new DevRun(app, args);
+  const url = await dev.url();
+  await dev.until(/v1 ready in \d+ ms/);
+  return { app, dev, url, ctx: new ExternalContext({ url }), format: join(app, "src/format.ts") };
+}
+
+describe("mend dev run", () => {
+  test("a failing task with a 60 s backoff succeeds on the fix as soon as it is saved", async () => {
+    const { dev, url, ctx, format } = await startBank();
+    const { task } = await Account.ref("carol").spawn().statement(ctx);
+    await dev.until(/✗ Account\('carol'\)\.statement \[\w+\] failed on v1 \(attempt 1\): Error: Unknown currency 'usd' — retry in 60\.0 s/);
+    // Printed with the stack mapped to the .ts source.
+    await dev.until(/at formatBalance \(src\/format\.ts:5:\d+\)/);
+    const savedAt = Date.now();
+    edit(format, BUG, FIX);
+    await dev.until(/v2 ready in \d+ ms \(src\/format\.ts\) — retrying 1 failing task/);
+    await dev.until(/✓ Account\('carol'\)\.statement \[\w+\] completed on v2 \(attempt 2\)/);
+    expect(await task).toEqual({ text: "Monthly statement for carol. Balance: $0.00" });
+    const history = await attempts(url, task.taskId.taskUuid);
+    expect(history.map((a) => [a.version, a.outcome])).toEqual([["v1", "FAILED"], ["v2", "COMPLETED"]]);
+    // Retried on the save, long before its 60 s backoff was over.
+    expect(history[1]!.startedAt - savedAt).toBeLessThan(30_000);
+    expect(await dev.stop()).toBe(130);
+  });
+
+  test("a syntax error keeps the old version serving; the next good save loads", async () => {
+    const { dev, ctx, format } = await startBank();
+    edit(format, BUG, "const symbol = SYMBOLS[currency;");
+    const [message] = await dev.until(/Build failed:[\s\S]*?keeps serving; fix it and save\./);
+    expect(message).toContain('[ERROR] Expected "]" but found ";"');
+    expect(message).toMatch(/src\/format\.ts:4:\d+:/);
+    expect(message).toMatch(/4 │ +const symbol = SYMBOLS\[currency;/);
+    expect(message).toContain("v1 keeps serving");
+    expect(await Account.ref("a").deposit(ctx, { amount: 2 })).toEqual({ balance: 2 });
+    edit(format, "const symbol = SYMBOLS[currency;", FIX);
+    await dev.until(/v2 ready in \d+ ms \(src\/format\.ts\)/);
+    expect(await Account.ref("a").preview(ctx)).toEqual({ text: "Balance: $2.00" });
+  });
+
+  test("a first build that fails waits for a save, then loads", async () => {
+    const app = copyFixture("bank");
+    const format = join(app, "src/format.ts");
+    edit(format, BUG, "const symbol = SYMBOLS[currency;");
+    const dev = new DevRun(app, ["--name", "bank"]);
+    await dev.until(/Build failed:[\s\S]*Waiting for a save that fixes it\./);
+    edit(format, "const symbol = SYMBOLS[currency;", FIX);
+    await dev.until(/v1 ready in \d+ ms \(src\/format\.ts\)/);
+    const ctx = new ExternalContext({ url: await dev.url() });
+    expect(await Account.ref("a").preview(ctx)).toEqual({ text: "Balance: $0.00" });
+  });
+
+  test("a module that throws while loading is rejected and the old version keeps serving", async () => {
+    const { dev, ctx, url, format } = await startBank();
+    const THROWS = `throw new Error("broken at load");\n`;
+    edit(format, /^/, THROWS);
+    await dev.until(/v2 rejected: The application threw while loading: Error: broken at load[\s\S]*?v1 keeps serving\./);
+    expect((await health(url)).version).toBe("v1");
+    expect(await Account.ref("a").deposit(ctx, { amount: 1 })).toEqual({ balance: 1 });
+    edit(format, THROWS, "");
+    // Each build has its own number: the rejected one was v2.
+    await dev.until(/v3 ready in \d+ ms \(src\/format\.ts\)/);
+    expect((await health(url)).version).toBe("v3");
+  });
+
+  test.each([
+    ["killed with SIGKILL", "", "was killed by SIGKILL"],
+    ["exiting by itself", "process.exit(3);", "exited with code 3"],
+    ["stuck in a synchronous loop", "while (true) {}", "stopped answering for 3 s"],
+  ])("the runtime %s is restarted and the task completes after the fix", async (_what, crash, reason) => {
+    const { dev, url, ctx, format } = await startBank();
+    const before = (await health(url)).pid;
+    if (crash) edit(format, BUG, `if (currency === "usd") { ${crash} }\n  ${BUG}`);
+    if (crash) await dev.until(/v2 ready/);
+    const { task } = await Account.ref("carol").spawn().statement(ctx);
+    if (!crash) process.kill(before, "SIGKILL");
+    await dev.until(new RegExp(`the runtime ${reason}.*; restarting it on v\\d`));
+    const fixed = crash ? `if (currency === "usd") { ${crash} }\n  ${BUG}` : BUG;
+    edit(format, fixed, FIX);
+    await dev.until(/✓ Account\('carol'\)\.statement \[\w+\] completed on v\d/, 30_000);
+    expect(await task).toEqual({ text: "Monthly statement for carol. Balance: $0.00" });
+    expect((await health(url)).pid).not.toBe(before);
+  }, 60_000);
+
+  test("a task whose method was renamed waits with a clear error and runs once the method is back", async () => {
+    const { app, dev, ctx, url } = await startBank();
+    const api = join(app, "src/api.ts");
+    const account = join(app, "src/account.ts");
+    edit(format(app), BUG, FIX);
+    await dev.until(/v2 ready/);
+    const { task } = await Account.ref("dora").spawn({ when: { secs: 1 } }).statement(ctx);
+    edit(api, "      statement: {", "      monthlyStatement: {");
+    edit(account, "async statement(ctx)", "async monthlyStatement(ctx)");
+    await dev.until(/v3 ready/);
+    await dev.until(/waits: The method Account\.statement does not exist in code version v3; the task waits for a version that has it\./);
+    const listed = await mend(["task", "show", "--application-url", url, task.taskId.taskUuid]);
+    expect(listed.stdout).toContain("Error     The method Account.statement does not exist in code version v3");
+    edit(api, "      monthlyStatement: {", "      statement: {");
+    edit(account, "async monthlyStatement(ctx)", "async statement(ctx)");
+    await dev.until(/v4 ready in \d+ ms \(src\/(api|account)\.ts.*\) — retrying 1 failing task/);
+    expect(await task).toEqual({ text: "Monthly statement for dora. Balance: $0.00" });
+  });
+
+  test("--name keeps state across runs; dev expunge deletes it", async () => {
+    const app = copyFixture("bank");
+    const first = new DevRun(app, ["--name", "keep"]);
+    await first.until(/v1 ready/);
+    await Account.ref("erin").deposit(new ExternalContext({ url: await first.url() }), { amount: 9 });
+    expect(await first.stop()).toBe(130);
+    expect(existsSync(join(app, ".mend/keep/mend.sqlite"))).toBe(true);
+
+    const second = new DevRun(app, ["--name", "keep"]);
+    await second.until(/v1 ready/);
+    expect(await Account.ref("erin").balance(new ExternalContext({ url: await second.url() }))).toEqual({ balance: 9 });
+    const refused = await mend(["dev", "expunge", "--name", "keep", "--yes"], { cwd: app });
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toMatch(/^mend: The state of keep is in use by process \d+; stop it first\.$/);
+    expect(await second.stop()).toBe(130);
+
+    const unconfirmed = await mend(["dev", "expunge", "--name", "keep"], { cwd: app });
+    expect([unconfirmed.exitCode, unconfirmed.stderr]).toEqual([1, "mend: Not deleting without confirmation: pass --yes."]);
+    const expunged = await mend(["dev", "expunge", "--name", "keep", "--yes"], { cwd: app });
+    expect([expunged.exitCode, expunged.stdout]).toEqual([0, "Deleted the state of keep."]);
+    expect(existsSync(join(app, ".mend/keep"))).toBe(false);
+  });
+
+  test("without --name, state goes to a temporary folder, with a warning, removed on exit", async () => {
+    const app = copyFixture("bank");
+    const dev = new DevRun(app);
+    const [, dir] = await dev.until(/no --name, so state goes to (\S+) and is deleted on exit/);
+    await dev.until(/v1 ready/);
+    expect(existsSync(join(dir!, "mend.sqlite"))).toBe(true);
+    expect(await dev.stop()).toBe(130);
+    expect(existsSync(dir!)).toBe(false);
+  });
+
+  test("200 reloads in a row keep the runtime's memory within 40 MB", async () => {
+    const { dev, url, format } = await startBank();
+    let rssAt10 = 0;
+    for (let i = 2; i <= 201; i++) {
+      writeFileSync(format, readFileSync(format, "utf8").replace(/\/\/ reload \d+\n|$/, `// reload ${i}\n`));
+      await dev.until(new RegExp(`v${i} ready`));
+      if (i === 11) rssAt10 = (await health(url)).rss;
+    }
+    const rssAt200 = (await health(url)).rss;
+    const growthMb = (rssAt200 - rssAt10) / 2 ** 20;
+    console.log(`runtime RSS after reload 10: ${(rssAt10 / 2 ** 20).toFixed(1)} MB, after 200: ${(rssAt200 / 2 ** 20).toFixed(1)} MB (+${growthMb.toFixed(1)} MB)`);
+    expect(growthMb).toBeLessThan(40);
+  }, 120_000);
+});
+
+function format(app: string): string {
+  return join(app, "src/format.ts");
+}
