@@ -19,6 +19,7 @@ export function registerDevCommands(program: Command): void {
     .option("--port <port>", "the port; 0 picks a free one", parsePort, 9991)
     .option("--host <host>", "the address to bind", "127.0.0.1")
     .option("--state-directory <dir>", "where .mend/ lives", ".")
+    .addOption(new Option("--reload <mode>", "swap new code into the running runtime, or restart it (slower; for comparison)").choices(["swap", "restart"]).default("swap"))
     .addOption(new Option("--effect-validation <mode>", "run each method twice to expose non-idempotent code").choices(["enabled", "quiet", "disabled"]).default("quiet"))
     .action(async (o: DevRunOptions) => {
       if (!existsSync(resolve(o.application)))

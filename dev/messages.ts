@@ -22,6 +22,7 @@ export type FromRuntime =
   | { type: "pong"; n: number }
   | { type: "attempt"; report: AttemptReport }
   | { type: "waiting"; taskId: string; method: string; reason: string }
+  | { type: "effect-validation"; method: string; message: string }
   | { type: "fatal"; message: string };
 
 /** How the watcher starts the runtime child: passed as one JSON argument. */

@@ -19,6 +19,8 @@ export interface DevRunOptions {
   host: string;
   stateDirectory: string;
   effectValidation?: string;
+  /** `swap` loads new code into the running runtime; `restart` starts a new runtime for it. @defaultValue "swap" */
+  reload?: "swap" | "restart";
 }
 
 interface Version {
@@ -96,7 +98,8 @@ export async function devRun(o: DevRunOptions): Promise<number> {
       if (r.outcome === "FAILED") failures.set(r.taskId, r.error?.message ?? "");
       else failures.delete(r.taskId);
       log(attemptLine(r, first).replaceAll(`${cwd}/`, ""));
-    } else if (m.type === "waiting") log(`  ${pc.yellow("…")} ${m.taskId} waits: ${m.reason}`);
+    } else if (m.type === "effect-validation") log(pc.dim(`  effect validation: ${m.message}`));
+    else if (m.type === "waiting") log(`  ${pc.yellow("…")} ${m.taskId} waits: ${m.reason}`);
     else if (m.type === "fatal") {
       warn(`mend: ${m.message}`);
       void stop(1);
@@ -106,6 +109,11 @@ export async function devRun(o: DevRunOptions): Promise<number> {
   let restarts = 0;
   const onExit = (exit: Exit) => {
     if (stopping) return;
+    if (exit.planned) {
+      supervisor.start();
+      if (latest) send(latest);
+      return;
+    }
     restarts++;
     fresh = true;
     const v = latest ?? current;
@@ -170,7 +178,8 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     latest = { version, file: builder.write(version, result.code, result.map) };
     causes.set(version, changes);
     if (superseded) builder.remove(superseded.version);
-    send(latest);
+    if (o.reload === "restart" && current) supervisor.restart();
+    else send(latest);
   }, 5);
 
   const debug = process.env.MEND_DEBUG ? (line: string) => warn(pc.dim(`[debug] ${line}`)) : () => {};

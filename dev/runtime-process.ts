@@ -54,6 +54,7 @@ function watch(rt: Runtime): void {
       },
     }),
   );
+  rt.on("effect-validation", (e) => send({ type: "effect-validation", method: e.method, message: e.message }));
   rt.on("task:waiting", (e) => send({ type: "waiting", taskId: TaskId.format(e.taskId), method: e.method, reason: e.reason }));
 }
 

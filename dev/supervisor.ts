@@ -6,6 +6,8 @@ export interface Exit {
   reason: string;
   /** We killed it because it stopped answering. */
   stuck: boolean;
+  /** We killed it to start a new one (restart reload mode). */
+  planned: boolean;
 }
 
 export interface SupervisorOptions {
@@ -24,6 +26,7 @@ export class Supervisor {
   #lastPong = 0;
   #ping = 0;
   #stuck = false;
+  #planned = false;
   #stopping = false;
 
   constructor(private readonly options: SupervisorOptions) {}
@@ -46,6 +49,7 @@ export class Supervisor {
     });
     this.#child = child;
     this.#stuck = false;
+    this.#planned = false;
     this.#lastPong = Date.now();
     child.on("message", (message: FromRuntime) => {
       if (message.type === "pong") this.#lastPong = Date.now();
@@ -69,7 +73,7 @@ export class Supervisor {
         : result.signal
           ? `was killed by ${result.signal}`
           : `exited with code ${result.exitCode}`;
-      this.options.onExit({ reason, stuck: this.#stuck });
+      this.options.onExit({ reason, stuck: this.#stuck, planned: this.#planned });
     });
   }
 
@@ -92,6 +96,13 @@ export class Supervisor {
     const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
     await child;
     clearTimeout(timer);
+  }
+
+  /** Kills the runtime so that a new one starts (reported to onExit as planned). */
+  restart(): void {
+    if (!this.#child) return;
+    this.#planned = true;
+    this.#child.kill("SIGKILL");
   }
 
   kill(): void {
