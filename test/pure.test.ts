@@ -1,0 +1,119 @@
+// Decisions kept as pure functions: which requests are refused, how time and tables
+// print, how builds are queued.
+import { afterEach, describe, expect, test, vi } from "vitest";
+import { cut, duration, relativeTime, table } from "../src/cli/format.js";
+import { checkRequest, hasAdminSecret, hostName, isLoopbackHost } from "../src/server/guard.js";
+import { attemptLine, readyLine, taskLabel, userStack } from "../dev/output.js";
+import { serial } from "../dev/serial.js";
+import { inputsOf } from "../dev/builder.js";
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("checkRequest", () => {
+  const loopback = { loopback: true };
+  test("accepts loopback hosts and same-origin requests", () => {
+    for (const host of ["localhost:9991", "127.0.0.1:9991", "[::1]:9991", "app.localhost", "127.0.0.2"])
+      expect(checkRequest({ host }, loopback)).toBeUndefined();
+    expect(checkRequest({ host: "localhost:9991", origin: "http://localhost:9991" }, loopback)).toBeUndefined();
+    expect(checkRequest({ host: "127.0.0.1:1", "sec-fetch-site": "same-origin" }, loopback)).toBeUndefined();
+  });
+  test("refuses foreign hosts while on loopback, but not beyond it", () => {
+    expect(checkRequest({ host: "evil.example" }, loopback)).toMatchObject({ status: 403, code: "FORBIDDEN_HOST" });
+    expect(checkRequest({}, loopback)).toMatchObject({ status: 403, code: "FORBIDDEN_HOST" });
+    expect(checkRequest({ host: "evil.example" }, { loopback: false })).toBeUndefined();
+  });
+  test("refuses cross-origin browser requests", () => {
+    expect(checkRequest({ host: "localhost:9991", origin: "http://evil.example" }, loopback)).toMatchObject({ code: "CROSS_ORIGIN" });
+    expect(checkRequest({ host: "localhost:9991", origin: "http://localhost:3000" }, loopback)).toMatchObject({ code: "CROSS_ORIGIN" });
+    expect(checkRequest({ host: "localhost:9991", origin: "null" }, loopback)).toMatchObject({ code: "CROSS_ORIGIN" });
+    expect(checkRequest({ host: "localhost:9991", "sec-fetch-site": "cross-site" }, loopback)).toMatchObject({ code: "CROSS_ORIGIN" });
+  });
+  test("the admin secret must match exactly", () => {
+    expect(hasAdminSecret("Bearer s3cret", "s3cret")).toBe(true);
+    expect(hasAdminSecret("Bearer s3cre", "s3cret")).toBe(false);
+    expect(hasAdminSecret("s3cret", "s3cret")).toBe(false);
+    expect(hasAdminSecret(undefined, "s3cret")).toBe(false);
+  });
+  test("host names", () => {
+    expect(hostName("[::1]:80")).toBe("[::1]");
+    expect(hostName("LOCALHOST:80")).toBe("localhost");
+    expect(isLoopbackHost("0.0.0.0")).toBe(false);
+  });
+});
+
+describe("CLI formatting", () => {
+  test("relative times pick the largest unit", () => {
+    const now = 1_000_000_000;
+    expect(relativeTime(now + 400, now)).toBe("now");
+    expect(relativeTime(now - 3_000, now)).toBe("3 s ago");
+    expect(relativeTime(now + 125_000, now)).toBe("in 2 min");
+    expect(relativeTime(now - 3 * 3_600_000, now)).toBe("3 h ago");
+    expect(relativeTime(now + 2 * 86_400_000, now)).toBe("in 2 d");
+  });
+  test("durations", () => {
+    expect([duration(41), duration(2300), duration(240_000)]).toEqual(["41 ms", "2.3 s", "4 min"]);
+  });
+  test("the last column is cut so each line fits", () => {
+    const out = table(["A", "LAST"], [["xx", "a long error message\nsecond line"]], 16);
+    expect(out.split("\n")).toEqual(["A   LAST", "xx  a long erro…"]);
+    expect(cut("abc", 0)).toBe("");
+  });
+});
+
+describe("dev output", () => {
+  test("one line per reload", () => {
+    expect(readyLine("v7", 41.4, ["src/email.ts"], 2)).toContain("ready in 41 ms (src/email.ts) — retrying 2 failing tasks");
+    expect(readyLine("v1", 80, [], 0)).toMatch(/ready in 80 ms$/);
+    expect(readyLine("v2", 5, ["a", "b", "c", "d"], 1)).toContain("(a, b, c, …) — retrying 1 failing task");
+  });
+  test("task labels and attempt lines", () => {
+    expect(taskLabel("Account/a%2Fb/0123456789abcdef", "open")).toContain("Account('a/b').open");
+    const failed = attemptLine(
+      { taskId: "A/x/0123456789", method: "m", attempt: 2, version: "v3", outcome: "FAILED", retryInMs: 1500,
+        error: { name: "TypeError", message: "boom", stack: "TypeError: boom\n    at f (/app/src/x.ts:3:4)\n    at g (node:internal/x:1:1)\n    at h (/repo/node_modules/y/z.js:1:1)" } },
+      true,
+    );
+    expect(failed).toContain("failed on v3 (attempt 2): TypeError: boom");
+    expect(failed).toContain("retry in 1.5 s");
+    expect(failed.split("\n")).toHaveLength(2);
+    expect(userStack("E\n    at a (/x/dist/chunk.js:1:1)\n    at b (/x/src/a.ts:1:1)")).toBe("    at b (/x/src/a.ts:1:1)");
+  });
+  test("build inputs are absolute and leave out packages", () => {
+    expect(inputsOf({ inputs: { "src/a.ts": {}, "node_modules/zod/index.js": {}, "/abs/b.ts": {} }, outputs: {} } as never, "/app")).toEqual([
+      "/app/src/a.ts",
+      "/abs/b.ts",
+    ]);
+  });
+});
+
+describe("serial", () => {
+  test("never overlaps runs and folds triggers during a run into one more run", async () => {
+    vi.useFakeTimers();
+    const runs: string[][] = [];
+    let release!: () => void;
+    let active = 0;
+    let maxActive = 0;
+    const trigger = serial<string>(async (reasons) => {
+      active++;
+      maxActive = Math.max(maxActive, active);
+      runs.push(reasons);
+      await new Promise<void>((resolve) => (release = resolve));
+      active--;
+    }, 5);
+    trigger("a");
+    trigger("b");
+    await vi.advanceTimersByTimeAsync(5);
+    expect(runs).toEqual([["a", "b"]]);
+    trigger("c");
+    trigger("d");
+    release();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(runs).toEqual([["a", "b"], ["c", "d"]]);
+    release();
+    await vi.advanceTimersByTimeAsync(10);
+    expect(runs).toHaveLength(2);
+    expect(maxActive).toBe(1);
+  });
+});
