@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
 import { MendError } from "../src/api/errors.js";
 import { parseName, parsePort } from "../src/cli/options.js";
-import { devRun, type DevRunOptions } from "./run.js";
+import { devRun, isAlive, type DevRunOptions } from "./run.js";
 
 export function registerDevCommands(program: Command): void {
   const dev = program.command("dev").description("develop an application: rebuild on save, hot-swap code, retry failing tasks");
@@ -51,13 +51,4 @@ export function registerDevCommands(program: Command): void {
       rmSync(directory, { recursive: true, force: true });
       console.log(`Deleted the state of ${o.name}.`);
     });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
 }

@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from "chokidar";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -49,7 +49,12 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     warn(pc.yellow(`mend: no --name, so state goes to ${directory} and is deleted on exit. Use --name NAME to keep it.`));
   }
   const show = (p: string) => relative(cwd, p) || p;
-  const builder = new Builder(entry, join(directory, "build"));
+  // Each watcher builds into a folder of its own: a second one on the same state (which the
+  // store will refuse) must not overwrite the first one's bundles.
+  const buildRoot = join(directory, "build");
+  pruneBuilds(buildRoot);
+  const buildDir = join(buildRoot, String(process.pid));
+  const builder = new Builder(entry, buildDir);
   const config: RuntimeConfig = { directory, host: o.host, port: o.port, effectValidation: o.effectValidation };
 
   let current: Version | undefined; // the newest version a runtime accepted
@@ -199,6 +204,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     await watcher.close();
     await supervisor.stop();
     await builder.dispose();
+    rmSync(buildDir, { recursive: true, force: true });
     if (temporary) rmSync(directory, { recursive: true, force: true });
     finished(code);
   }
@@ -219,6 +225,30 @@ export async function devRun(o: DevRunOptions): Promise<number> {
   await watcherReady(watcher);
   rebuild(undefined);
   return done;
+}
+
+/** Removes the build folders of watchers that are gone. */
+function pruneBuilds(root: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid <= 0 || isAlive(pid)) continue;
+    rmSync(join(root, name), { recursive: true, force: true });
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM";
+  }
 }
 
 function watcherReady(watcher: FSWatcher): Promise<void> {

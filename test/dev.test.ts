@@ -163,6 +163,28 @@ describe("mend dev run", () => {
     expect(existsSync(dir!)).toBe(false);
   });
 
+  test("a second server on the same state refuses with a clear error naming the holder", async () => {
+    const { app, url } = await startBank(["--name", "shared"]);
+    const holder = (await health(url)).pid;
+    const second = new DevRun(app, ["--name", "shared"]);
+    await second.until(new RegExp(`mend: The store .*\\.mend/shared/mend\\.sqlite is in use by process ${holder} \\(.*\\), since .*\\. Stop it first\\.`));
+    expect((await second.child).exitCode).toBe(1);
+  });
+
+  test("--watch globs add files the build does not read; other files are ignored", async () => {
+    const app = copyFixture("bank");
+    const { mkdirSync } = await import("node:fs");
+    mkdirSync(join(app, "templates"));
+    writeFileSync(join(app, "templates/welcome.txt"), "hello");
+    writeFileSync(join(app, "notes.md"), "notes");
+    const dev = new DevRun(app, ["--name", "bank", "--watch", "templates/**/*.txt"]);
+    await dev.until(/v1 ready/);
+    writeFileSync(join(app, "notes.md"), "not watched");
+    writeFileSync(join(app, "templates/welcome.txt"), "hello again");
+    await dev.until(/v2 ready in \d+ ms \(templates\/welcome\.txt\)/);
+    expect(dev.output).not.toContain("notes.md");
+  });
+
   test("200 reloads in a row keep the runtime's memory within 40 MB", async () => {
     const { dev, url, format } = await startBank();
     let rssAt10 = 0;
