@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { MendError } from "../api/errors.js";
 import { Runtime } from "../runtime/runtime.js";
@@ -34,8 +35,16 @@ export function registerServe(program: Command): void {
     .action(async (o: ServeOptions) => {
       process.setSourceMapsEnabled(true);
       const directory = stateDirectoryOf(o.stateDirectory, o.name);
-      const bundle = await buildApp(o.application, join(directory, "build"));
-      const runtime = await Runtime.start(loadBundle(bundle), { directory });
+      // A folder of this process's own: a second server on the same state must not overwrite it.
+      const buildDir = join(directory, "build", String(process.pid));
+      const bundle = await buildApp(o.application, buildDir);
+      let runtime: Runtime;
+      try {
+        runtime = await Runtime.start(loadBundle(bundle), { directory });
+      } catch (e) {
+        rmSync(buildDir, { recursive: true, force: true });
+        throw e;
+      }
       let server;
       try {
         server = await startServer(runtime, { host: o.host, port: o.port, adminSecret: o.adminSecret ?? process.env.MEND_ADMIN_SECRET });
@@ -48,6 +57,7 @@ export function registerServe(program: Command): void {
       stopOnSignals(async () => {
         await server.close();
         await runtime.stop();
+        rmSync(buildDir, { recursive: true, force: true });
       });
     });
 }
