@@ -1,3 +1,5 @@
+import { inspect } from "node:util";
+
 /**
  * Errors that cross the boundary of a method call. Each has a stable `code` so that it
  * can be stored, sent over HTTP and revived as the same class.
@@ -118,7 +120,8 @@ export function coerceError(thrown: unknown): Error {
     try {
       text = JSON.stringify(thrown) ?? String(thrown);
     } catch {
-      text = String(thrown);
+      // A cycle or a BigInt: inspect shows it as Node would print it.
+      text = inspect(thrown, { depth: 3, breakLength: Infinity });
     }
   }
   const error = new Error(`A non-Error value was thrown: ${text}`);

@@ -29,6 +29,8 @@ interface Running {
   controller: AbortController;
   attempt: number;
   cancelled: boolean;
+  /** The commit of this attempt's end, once queued: a cancel waits for it. */
+  ending?: Promise<void>;
 }
 
 export interface EngineEvents {
@@ -59,7 +61,11 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   readonly #unfinished = new Map<string, LiveTask>();
   readonly #running = new Map<string, Running>();
   readonly #waiters = new Map<string, { resolve: (outcome: Outcome) => void; reject: (e: Error) => void }[]>();
-  readonly #backlog: string[] = [];
+  /** Tasks whose cancel is being committed: none of their attempts starts or commits its end meanwhile. */
+  readonly #cancelling = new Map<string, Promise<void>>();
+  /** Due tasks waiting for a free slot, oldest first from #backlogHead (shift() on a long array is O(n)). */
+  #backlog: string[] = [];
+  #backlogHead = 0;
   readonly #scheduler = new Scheduler((uuid) => this.#due(uuid));
   #executor!: Executor;
   #version!: CodeVersion;
@@ -178,6 +184,9 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
   /** Cancels a task; false if it had already finished. Throws if there is no such task. */
   async cancel(uuid: string): Promise<boolean> {
+    // An attempt whose end is already on its way to the store wins if that commits.
+    const ending = this.#running.get(uuid)?.ending;
+    if (ending) await ending.catch(() => {});
     const task = this.#unfinished.get(uuid);
     if (!task) {
       if (!this.sql.getTask(uuid)) throw new TaskNotFound(uuid);
@@ -186,10 +195,18 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const running = this.#running.get(uuid);
     this.#scheduler.remove(uuid);
     const now = Date.now();
-    await this.commits.commit(() => {
-      this.sql.cancelTask(uuid, now);
-      if (running) this.sql.endAttempt(uuid, running.attempt, now, "CANCELLED");
+    let changed = false;
+    const committed = this.commits.commit(() => {
+      changed = this.sql.cancelTask(uuid, now).changes > 0;
+      if (changed && running) this.sql.endAttempt(uuid, running.attempt, now, "CANCELLED");
     });
+    this.#cancelling.set(uuid, committed);
+    try {
+      await committed;
+    } finally {
+      if (this.#cancelling.get(uuid) === committed) this.#cancelling.delete(uuid);
+    }
+    if (!changed) return false; // it ended first, in the same commit
     if (running) {
       running.cancelled = true;
       running.controller.abort(new Cancelled());
@@ -206,7 +223,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       if (!this.sql.getTask(uuid)) throw new TaskNotFound(uuid);
       return false;
     }
-    if (this.#running.has(uuid) || this.#backlog.includes(uuid)) return false;
+    if (this.#running.has(uuid) || this.#backlog.indexOf(uuid, this.#backlogHead) >= 0) return false;
     const now = Date.now();
     task.backoffStep = 0;
     task.waitingForCode = false;
@@ -225,14 +242,19 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
   #release(uuid: string): void {
     this.#running.delete(uuid);
-    while (this.#backlog.length > 0 && this.#running.size < this.options.concurrency && !this.#stopping) {
-      const next = this.#unfinished.get(this.#backlog.shift()!);
+    while (this.#backlogHead < this.#backlog.length && this.#running.size < this.options.concurrency && !this.#stopping) {
+      const next = this.#unfinished.get(this.#backlog[this.#backlogHead++]!);
       if (next && !this.#running.has(next.uuid)) void this.#attempt(next);
+    }
+    if (this.#backlogHead > 1024 && this.#backlogHead * 2 > this.#backlog.length) {
+      this.#backlog = this.#backlog.slice(this.#backlogHead);
+      this.#backlogHead = 0;
     }
     if (this.#running.size === 0) this.#idle?.();
   }
 
   async #attempt(task: LiveTask): Promise<void> {
+    if (this.#cancelling.has(task.uuid)) return;
     const version = this.#version;
     const taskId = idOf(task);
     const r = version.resolve(task.stateType, task.method);
@@ -246,15 +268,19 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const startedAt = Date.now();
     const started = this.commits.commit(() => this.sql.startTask(task.uuid, attempt, version.id, startedAt));
 
-    const end = (outcome: Outcome) => () => {
-      const now = Date.now();
-      if (outcome.status === "COMPLETED") {
-        this.sql.completeTask(task.uuid, toStoredJson(outcome.response, "The response") ?? null, now);
-        this.sql.endAttempt(task.uuid, attempt, now, "COMPLETED");
-      } else if (outcome.status === "ABORTED") {
-        this.sql.abortTask(task.uuid, JSON.stringify(outcome.error), outcome.message, now);
-        this.sql.endAttempt(task.uuid, attempt, now, "ABORTED", { name: "Aborted", message: outcome.message });
-      }
+    const end = (outcome: Outcome) => {
+      // A cancel being committed wins: this end, and a writer's change with it, is not committed.
+      if (this.#cancelling.has(task.uuid)) throw new Cancelled();
+      return () => {
+        const now = Date.now();
+        if (outcome.status === "COMPLETED") {
+          this.sql.completeTask(task.uuid, toStoredJson(outcome.response, "The response") ?? null, now);
+          this.sql.endAttempt(task.uuid, attempt, now, "COMPLETED");
+        } else if (outcome.status === "ABORTED") {
+          this.sql.abortTask(task.uuid, JSON.stringify(outcome.error), outcome.message, now);
+          this.sql.endAttempt(task.uuid, attempt, now, "ABORTED", { name: "Aborted", message: outcome.message });
+        }
+      };
     };
     try {
       await started;
@@ -264,12 +290,13 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
         version, signal: run.controller.signal, task: { taskId, attempt }, onComplete: end,
       });
       if (run.cancelled) return;
-      if (outcome.status === "ABORTED") await this.commits.commit(end(outcome));
-      else await committed;
+      run.ending = outcome.status === "ABORTED" ? this.commits.commit(end(outcome)) : committed;
+      await run.ending;
       this.#release(task.uuid);
       this.#emit("attempt:end", { taskId, method: task.method, attempt, version: version.id, outcome: outcome.status === "COMPLETED" ? "COMPLETED" : "ABORTED" });
       this.#finish(task, outcome);
     } catch (thrown) {
+      await this.#cancelling.get(task.uuid)?.catch(() => {});
       if (run.cancelled) return;
       if (thrown instanceof NextIteration) return this.#iterate(task, attempt, version, thrown, r.retry);
       await this.#fail(task, attempt, version, coerceError(thrown), r.retry);

@@ -168,7 +168,15 @@ export class Executor {
   /** A writer called from a transaction: its writes join the transaction's. */
   async #nestedWriter(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, tx: Effects): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
-    if (!tx.held.has(key)) tx.held.set(key, await this.#locks.acquire(key));
+    if (!tx.held.has(key)) {
+      const release = await this.#locks.acquire(key);
+      // The transaction was cancelled while this waited: it has let go of its locks already.
+      if (o.signal.aborted) {
+        release();
+        throw new Cancelled();
+      }
+      tx.held.set(key, release);
+    }
     const json = tx.writes.get(key)?.json ?? this.states.latestJson(r.type.name, stateId);
     const state = this.states.parse(r.type, stateId, json);
     const own: Effects = { ...tx, tasks: [] };
@@ -241,7 +249,7 @@ export class Executor {
     const name = `${r.type.name}.${r.method.name}`;
     let raw: unknown;
     try {
-      raw = r.method.kind === "workflow" ? await r.impl(ctx, request) : await r.impl(ctx, state, request);
+      raw = await abortable(r.method.kind === "workflow" ? r.impl(ctx, request) : r.impl(ctx, state, request), ctx.signal);
     } catch (thrown) {
       if (!(thrown instanceof r.method.Aborted)) throw coerceError(thrown);
       for (const schema of r.method.errors) {
@@ -328,6 +336,23 @@ export class Executor {
       },
     };
   }
+}
+
+/**
+ * The method's result, or a rejection with the reason of `signal` once it aborts (a cancel,
+ * a stop): code that never settles must not hold its instance's lock forever.
+ */
+function abortable<T>(result: T | Promise<T>, signal: AbortSignal): Promise<T> {
+  if (!(result instanceof Promise)) return Promise.resolve(result);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    result.then(
+      (value) => (signal.removeEventListener("abort", onAbort), resolve(value)),
+      (error: unknown) => (signal.removeEventListener("abort", onAbort), reject(error)),
+    );
+  });
 }
 
 function newEffects(states: States): Effects {

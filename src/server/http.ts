@@ -41,7 +41,8 @@ const target = { stateType: name, stateId: name, method: name };
 const CallBody = z.object({ ...target, request: z.unknown().optional() });
 const When = z.union([
   z.object({ at: z.union([z.iso.datetime({ offset: true }), z.number().int().nonnegative()]) }),
-  z.object({ ms: z.number(), secs: z.number(), mins: z.number(), hours: z.number(), days: z.number() }).partial(),
+  // Strict: an unknown key (a misspelt unit, an `at` that is not a date) is refused, not read as "now".
+  z.strictObject({ ms: z.number(), secs: z.number(), mins: z.number(), hours: z.number(), days: z.number() }).partial(),
 ]);
 const SpawnBody = CallBody.extend({ when: When.optional() });
 const ListQuery = z.object({

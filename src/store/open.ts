@@ -42,8 +42,11 @@ function describeHolder(path: string): string {
 function checkHeader(path: string): void {
   let size: number;
   try {
-    size = statSync(path).size;
-  } catch {
+    const stat = statSync(path);
+    if (!stat.isFile()) throw new StoreError(`${path} is not a mend store (not a file); it was left untouched.`);
+    size = stat.size;
+  } catch (e) {
+    if (e instanceof StoreError) throw e;
     return;
   }
   if (size === 0) return;

@@ -78,7 +78,8 @@ export function prepareStatements(db: Database.Database) {
   const abortTask = s(`UPDATE tasks SET status = 'ABORTED', error = @error, last_error = @last_error, due_at = NULL, updated_at = @now WHERE uuid = @uuid`);
   const failTask = s(`UPDATE tasks SET status = 'SCHEDULED_RETRY', due_at = @due_at, backoff_step = @backoff_step,
     last_error = @last_error, updated_at = @now WHERE uuid = @uuid`);
-  const cancelTask = s(`UPDATE tasks SET status = 'CANCELLED', due_at = NULL, updated_at = @now WHERE uuid = @uuid`);
+  const cancelTask = s(`UPDATE tasks SET status = 'CANCELLED', due_at = NULL, updated_at = @now
+    WHERE uuid = @uuid AND status NOT IN ('COMPLETED', 'ABORTED', 'CANCELLED')`);
   const rescheduleTask = s(`UPDATE tasks SET due_at = @due_at, backoff_step = 0, updated_at = @now WHERE uuid = @uuid`);
   const getTask = s(`SELECT * FROM tasks WHERE uuid = ?`);
   const listAttempts = s(`SELECT * FROM attempts WHERE task_uuid = ? ORDER BY number`);
