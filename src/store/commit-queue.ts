@@ -9,8 +9,7 @@ interface Pending {
 /**
  * Group commit: every write asked for during one turn of the event loop runs in one
  * SQLite transaction, so one fsync covers them all. A caller's promise settles once its
- * write is durable. If the batch fails, each write is tried again alone so that one bad
- * write fails only its own caller.
+ * write is durable; if the transaction fails, every caller in it hears so.
  */
 export class CommitQueue {
   #pending: Pending[] = [];
@@ -49,17 +48,10 @@ export class CommitQueue {
         for (const p of batch) p.op();
       }).immediate();
     } catch (e) {
+      // Every write in the batch fails with it. Trying them one by one would let a write
+      // commit that was computed from an earlier write of the batch which then failed.
       this.#onFlushError(e);
-      if (batch.length === 1) return batch[0]!.reject(e);
-      for (const p of batch) {
-        try {
-          this.db.transaction(p.op).immediate();
-        } catch (alone) {
-          p.reject(alone);
-          continue;
-        }
-        p.resolve();
-      }
+      for (const p of batch) p.reject(e);
       return;
     }
     for (const p of batch) p.resolve();
