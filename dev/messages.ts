@@ -11,7 +11,7 @@ export interface AttemptReport {
 }
 
 export type ToRuntime =
-  | { type: "load"; version: string; file: string }
+  | { type: "load"; version: string; file: string; retryFailing?: boolean }
   | { type: "ping"; n: number }
   | { type: "stop" };
 

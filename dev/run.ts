@@ -116,7 +116,8 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     if (stopping) return;
     if (exit.planned) {
       supervisor.start();
-      if (latest) send(latest);
+      // Restart reload mode: the new runtime retries failing tasks at once, as a swap does.
+      if (latest) supervisor.send({ type: "load", version: latest.version, file: latest.file, retryFailing: true });
       return;
     }
     restarts++;
@@ -133,6 +134,11 @@ export async function devRun(o: DevRunOptions): Promise<number> {
 
   const supervisor = new Supervisor({
     script: fileURLToPath(new URL("./dev-runtime.js", import.meta.url)),
+    // Each reload allocates a burst that survives a scavenge (a new version's code and
+    // schemas), so V8 grows the young generation to its 32 MB maximum and never gives it
+    // back: +40 MB of RSS over 300 reloads with no object leaked. 4 MB semi-spaces keep
+    // the growth under 10 MB (npm run bench -- memory).
+    execArgv: ["--max-semi-space-size=4"],
     config,
     onMessage,
     onExit,

@@ -15,7 +15,7 @@ let runtime: Runtime | undefined;
 let server: RunningServer | undefined;
 let stopping = false;
 
-async function load(version: string, file: string): Promise<void> {
+async function load(version: string, file: string, retryFailing = false): Promise<void> {
   const t0 = performance.now();
   let app;
   try {
@@ -27,11 +27,14 @@ async function load(version: string, file: string): Promise<void> {
     const { retrying } = runtime.load(app, version);
     return void send({ type: "loaded", version, ms: performance.now() - t0, retrying: retrying.map(TaskId.format) });
   }
+  let retrying: string[] = [];
   try {
     const options: RuntimeOptions = { directory: config.directory, version };
     if (config.effectValidation) options.effectValidation = config.effectValidation as RuntimeOptions["effectValidation"];
     runtime = await Runtime.start(app, options);
     watch(runtime);
+    // Loading the same code again retries every failing task on it (restart reload mode).
+    if (retryFailing) retrying = runtime.load(app, version).retrying.map(TaskId.format);
     server = await startServer(runtime, { host: config.host, port: config.port });
   } catch (e) {
     const code = (e as { code?: string }).code;
@@ -41,7 +44,7 @@ async function load(version: string, file: string): Promise<void> {
     process.exit(1);
   }
   send({ type: "started", url: server.url });
-  send({ type: "loaded", version, ms: performance.now() - t0, retrying: [] });
+  send({ type: "loaded", version, ms: performance.now() - t0, retrying });
 }
 
 function watch(rt: Runtime): void {
@@ -71,7 +74,7 @@ let queue = Promise.resolve();
 process.on("message", (message: ToRuntime) => {
   if (message.type === "ping") return void send({ type: "pong", n: message.n });
   if (message.type === "stop") return void stop();
-  if (message.type === "load") queue = queue.then(() => load(message.version, message.file));
+  if (message.type === "load") queue = queue.then(() => load(message.version, message.file, message.retryFailing));
 });
 // Ctrl+C reaches the whole process group: the watcher decides when this process stops.
 process.on("SIGINT", () => {});

@@ -12,6 +12,8 @@ export interface Exit {
 
 export interface SupervisorOptions {
   script: string;
+  /** Node's own flags for the child. */
+  execArgv?: readonly string[];
   config: RuntimeConfig;
   onMessage: (message: FromRuntime) => void;
   onExit: (exit: Exit) => void;
@@ -37,7 +39,7 @@ export class Supervisor {
 
   start(): void {
     if (this.#child || this.#stopping) return;
-    const child = execa("node", [this.options.script, JSON.stringify(this.options.config)], {
+    const child = execa("node", [...(this.options.execArgv ?? []), this.options.script, JSON.stringify(this.options.config)], {
       ipc: true,
       serialization: "json",
       stdin: "ignore",
