@@ -149,10 +149,10 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const task: NewTask = {
       uuid: TaskId.newUuid(), stateType: target.stateType, stateId: target.stateId, method: target.method,
       request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`) ?? "{}",
-      dueAt: dueTime(when, now), parentUuid,
+      dueAt: dueTime(when, now), createdAt: now, parentUuid,
     };
     await this.commits.commit(() => {
-      this.sql.insertTask({ uuid: task.uuid, state_type: task.stateType, state_id: task.stateId, method: task.method, request: task.request, due_at: task.dueAt, now, parent_uuid: parentUuid });
+      this.sql.insertTask({ uuid: task.uuid, state_type: task.stateType, state_id: task.stateId, method: task.method, request: task.request, due_at: task.dueAt, created_at: now, now: Date.now(), parent_uuid: parentUuid });
       also?.(idOf(task));
     });
     this.created([task]);

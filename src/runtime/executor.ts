@@ -32,6 +32,8 @@ export interface NewTask {
   method: string;
   request: string;
   dueAt: number;
+  /** When the task was asked for: its `when` counts from then. */
+  createdAt: number;
   parentUuid: string | null;
 }
 
@@ -277,7 +279,7 @@ export class Executor {
     const committed = this.commits.commit(() => {
       for (const w of writes) this.sql.writeState(w.type, w.id, w.json);
       for (const t of effects.tasks)
-        this.sql.insertTask({ uuid: t.uuid, state_type: t.stateType, state_id: t.stateId, method: t.method, request: t.request, due_at: t.dueAt, now, parent_uuid: t.parentUuid });
+        this.sql.insertTask({ uuid: t.uuid, state_type: t.stateType, state_id: t.stateId, method: t.method, request: t.request, due_at: t.dueAt, created_at: t.createdAt, now, parent_uuid: t.parentUuid });
       extra?.();
     });
     return committed.then(
@@ -314,13 +316,15 @@ export class Executor {
         const r = this.resolve(version, target);
         const req = this.validateRequest(r, request);
         if (effects && (kind === "writer" || kind === "transaction")) {
+          const now = Date.now();
           const task: NewTask = {
             uuid: TaskId.newUuid(),
             stateType: target.stateType,
             stateId: target.stateId,
             method: target.method,
             request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`) ?? "{}",
-            dueAt: dueTime(options.when, Date.now()),
+            dueAt: dueTime(options.when, now),
+            createdAt: now,
             parentUuid,
           };
           effects.tasks.push(task);

@@ -79,6 +79,8 @@ export class Runtime {
   readonly #temporary: string | undefined;
   #versions = 0;
   #stopped: Promise<void> | undefined;
+  /** A started runtime keeps its process alive until stop(), as a worker does. */
+  #keepAlive: NodeJS.Timeout | undefined;
 
   private constructor(application: Application, options: RuntimeOptions) {
     if (!Application.is(application)) throw new MendError("INVALID_APPLICATION", "Runtime.start() needs an Application.");
@@ -106,12 +108,19 @@ export class Runtime {
   static async start(application: Application, options: RuntimeOptions = {}): Promise<Runtime> {
     const runtime = new Runtime(application, options);
     runtime.#engine.recover();
+    runtime.#keepAlive = setInterval(() => {}, 2 ** 30);
     return runtime;
   }
 
   #newVersion(application: Application, id?: string): CodeVersion {
     this.#versions++;
     return new CodeVersion(id ?? `v${this.#versions}`, application);
+  }
+
+  /** The durability the store runs with: SQLite's `synchronous`, as the open connection reports it. */
+  get synchronous(): "FULL" | "NORMAL" | "OFF" | "EXTRA" {
+    const level = this.#db.pragma("synchronous", { simple: true }) as number;
+    return (["OFF", "NORMAL", "FULL", "EXTRA"] as const)[level]!;
   }
 
   /** The code version new attempts run. */
@@ -190,6 +199,7 @@ export class Runtime {
   /** Stops: running attempts get `graceMs` to finish, then are left for recovery. */
   stop(options: { graceMs?: number } = {}): Promise<void> {
     this.#stopped ??= (async () => {
+      clearInterval(this.#keepAlive);
       await this.#engine.stop(options.graceMs ?? 2000);
       this.#commits.flush();
       this.#db.close();

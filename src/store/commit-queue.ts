@@ -1,4 +1,5 @@
 import type Database from "better-sqlite3";
+import { fault } from "./faults.js";
 
 interface Pending {
   op: () => void;
@@ -44,9 +45,11 @@ export class CommitQueue {
     if (batch.length === 0) return;
     this.#pending = [];
     try {
+      fault("commit.begin");
       this.db.transaction(() => {
         for (const p of batch) p.op();
       }).immediate();
+      fault("commit.end");
     } catch (e) {
       // Every write in the batch fails with it. Trying them one by one would let a write
       // commit that was computed from an earlier write of the batch which then failed.
