@@ -1,10 +1,13 @@
 import Database from "better-sqlite3";
-import { chmodSync, readFileSync, writeFileSync } from "node:fs";
+import { execa } from "execa";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { expect, test } from "vitest";
 import { Runtime, StoreError } from "mend";
 import bank from "../fixtures/bank/src/main.js";
 import { Account } from "../fixtures/bank/src/api.js";
+import { distIndex } from "./helpers/child.js";
 import { start } from "./helpers/runtimes.js";
 import { tempDir } from "./helpers/temp.js";
 
@@ -63,21 +66,42 @@ test("a store written by a newer schema version is refused and left untouched", 
   await refuses(path, /has schema version 99, written by a newer mend \(this one knows up to 2\)/);
 });
 
-test("a store in a read-only folder gives a clear error", async () => {
-  if (process.getuid?.() === 0) {
-    // root ignores file permissions; prove the error path with a path whose parent is a file instead.
-    const file = join(tempDir(), "file");
-    writeFileSync(file, "");
-    await expect(Runtime.start(bank, { path: join(file, "mend.sqlite") })).rejects.toThrow(/Cannot create the folder of the store .*EEXIST/);
-    return;
-  }
+test("a store whose folder cannot be created (its parent is a file) gives a clear error", async () => {
+  const file = join(tempDir(), "file");
+  writeFileSync(file, "");
+  await expect(Runtime.start(bank, { path: join(file, "mend.sqlite") })).rejects.toThrow(/Cannot create the folder of the store .*EEXIST/);
+});
+
+test("a store in a read-only folder gives a clear error and creates nothing", async () => {
   const dir = tempDir();
-  chmodSync(dir, 0o500);
-  try {
-    await expect(Runtime.start(bank, { path: join(dir, "mend.sqlite") })).rejects.toBeInstanceOf(StoreError);
-  } finally {
-    chmodSync(dir, 0o700);
-  }
+  chmodSync(dir, 0o755);
+  const readOnly = join(dir, "ro");
+  mkdirSync(readOnly);
+  chmodSync(readOnly, 0o555);
+  const path = join(readOnly, "mend.sqlite");
+  // Root ignores file modes: the store is opened by an unprivileged user then.
+  const asUser = process.getuid?.() === 0 ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] : [];
+  const opener = `
+    const { Application, Runtime } = await import(${JSON.stringify(pathToFileURL(distIndex).href)});
+    try {
+      await Runtime.start(new Application({ servicers: [] }), { path: process.argv[1] });
+      console.log("opened");
+      process.exit(0);
+    } catch (e) {
+      console.log(e.name + ": " + e.message);
+    }`;
+  const command = [...asUser, process.execPath, "--input-type=module", "-e", opener, path];
+  const child = await execa(command[0]!, command.slice(1), { reject: false });
+  expect(child.stdout).toMatch(/^StoreError: Cannot (write|open) the store /);
+  expect(child.stdout).toContain(path);
+  expect(existsSync(path)).toBe(false);
+});
+
+test("the store runs with synchronous=FULL by default, NORMAL when asked", async () => {
+  const full = await start(bank);
+  expect(full.synchronous).toBe("FULL");
+  const normal = await start(bank, { synchronous: "NORMAL" });
+  expect(normal.synchronous).toBe("NORMAL");
 });
 
 test("reopening applies no migration twice and keeps the data", async () => {
