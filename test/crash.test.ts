@@ -48,6 +48,22 @@ test("a writer task that completed before SIGKILL does not run again on reopen",
   expect(rt.getTask(taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["COMPLETED"]);
 });
 
+test("a spawn that committed but whose process died before answering is in the store and runs once", async () => {
+  const dir = tempDir();
+  const bundle = await bundleApp(entry, join(dir, "app.mjs"));
+  // The process is killed right after the first group commit (the spawn's), before anyone hears of it.
+  const child = runApp(join(dir, "store"), bundle, [{ target: { stateType: "Counter", stateId: "c", method: "increment" }, request: {} }], {
+    MEND_FAULTS: "commit.end=exit",
+  });
+  const { signal } = await child;
+  expect(signal).toBe("SIGKILL");
+  const rt = await start(app(), { directory: join(dir, "store") });
+  const [task] = rt.listTasks({ limit: 10 });
+  expect(task).toMatchObject({ method: "increment" });
+  expect(await Counter.IncrementTask.retrieve(rt.context(), { taskId: task!.taskId })).toEqual({ count: 1 });
+  expect(await Counter.ref("c").get(rt.context())).toEqual({ count: 1 });
+});
+
 test("a second runtime on a store held by another process refuses, naming the holder, and harms nothing", async () => {
   const dir = tempDir();
   const bundle = await bundleApp(entry, join(dir, "app.mjs"));

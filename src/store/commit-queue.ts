@@ -34,10 +34,6 @@ export class CommitQueue {
     });
   }
 
-  get size(): number {
-    return this.#pending.length;
-  }
-
   /** Writes everything pending now. */
   flush(): void {
     this.#scheduled = false;
