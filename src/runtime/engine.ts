@@ -5,7 +5,7 @@ import { dueTime, TaskId, type When } from "../api/task-id.js";
 import type { CommitQueue } from "../store/commit-queue.js";
 import { FINISHED, type Statements, type TaskRow, type TaskStatus } from "../store/statements.js";
 import { retryDelay } from "./backoff.js";
-import type { Executor, NewTask, TaskHost } from "./executor.js";
+import { storedJsonOf, type Executor, type NewTask, type TaskHost } from "./executor.js";
 import { toStoredJson } from "./json.js";
 import { Scheduler } from "./scheduler.js";
 import { NextIteration } from "./workflow.js";
@@ -271,13 +271,14 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const end = (outcome: Outcome) => {
       // A cancel being committed wins: this end, and a writer's change with it, is not committed.
       if (this.#cancelling.has(task.uuid)) throw new Cancelled();
+      const json = storedJsonOf(outcome);
       return () => {
         const now = Date.now();
         if (outcome.status === "COMPLETED") {
-          this.sql.completeTask(task.uuid, toStoredJson(outcome.response, "The response") ?? null, now);
+          this.sql.completeTask(task.uuid, json, now);
           this.sql.endAttempt(task.uuid, attempt, now, "COMPLETED");
         } else if (outcome.status === "ABORTED") {
-          this.sql.abortTask(task.uuid, JSON.stringify(outcome.error), outcome.message, now);
+          this.sql.abortTask(task.uuid, json ?? "null", outcome.message, now);
           this.sql.endAttempt(task.uuid, attempt, now, "ABORTED", { name: "Aborted", message: outcome.message });
         }
       };
@@ -359,7 +360,11 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     this.#unfinished.delete(task.uuid);
     const waiters = this.#waiters.get(task.uuid);
     this.#waiters.delete(task.uuid);
-    for (const w of waiters ?? []) w.resolve(outcome);
+    if (waiters) {
+      // Waiters get what the store holds, as a waiter after a restart would.
+      const stored = asStored(outcome);
+      for (const w of waiters) w.resolve(stored);
+    }
     this.#emit("task:finished", { taskId: idOf(task), outcome });
   }
 
@@ -390,6 +395,13 @@ function fromRow(row: TaskRow): LiveTask {
     status: row.status, attempts: row.attempts, backoffStep: row.backoff_step,
     waitingForCode: row.status === "SCHEDULED_RETRY" && row.due_at === null,
   };
+}
+
+function asStored(outcome: Outcome): Outcome {
+  if (outcome.status === "CANCELLED") return outcome;
+  const json = storedJsonOf(outcome);
+  const value: unknown = json === null ? undefined : JSON.parse(json);
+  return outcome.status === "COMPLETED" ? { status: "COMPLETED", response: value } : { ...outcome, error: value ?? null };
 }
 
 export function outcomeOf(row: TaskRow): Outcome {

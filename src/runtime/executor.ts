@@ -43,7 +43,8 @@ interface Effects {
   tasks: NewTask[];
   /** Instance locks a transaction holds until it ends. */
   held: Map<string, () => void>;
-  epoch: number;
+  /** The instances read from memory (maybe not yet durable), with their epoch at the time. */
+  reads: Map<string, number>;
 }
 
 export interface RunOptions {
@@ -89,6 +90,18 @@ const MAY_CALL: Record<Kind | "external", readonly Kind[]> = {
 };
 
 const DONE = Promise.resolve();
+
+/**
+ * The JSON of an outcome's response or declared error, made once when the method returned:
+ * what is stored is what was checked, whatever the method's code does to the value later.
+ */
+const STORED = new WeakMap<Outcome, string | null>();
+
+export function storedJsonOf(outcome: Outcome): string | null {
+  if (STORED.has(outcome)) return STORED.get(outcome)!;
+  const value = outcome.status === "COMPLETED" ? outcome.response : outcome.status === "ABORTED" ? outcome.error : undefined;
+  return toStoredJson(value, "The outcome");
+}
 
 /** Runs one method of any kind with the right context, locks and commit. */
 export class Executor {
@@ -147,15 +160,15 @@ export class Executor {
     const state = buffered ? this.states.parse(r.type, stateId, buffered.json) : this.states.committed(r.type, stateId);
     const ctx = new ReaderContext(this.#caller("reader", o, within), "reader", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
     const outcome = await this.#call(r, ctx, Object.freeze(state), request);
-    return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(this.states), o.onComplete(outcome)) : DONE };
+    return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(), o.onComplete(outcome)) : DONE };
   }
 
   async #writer(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
     const release = await this.#locks.acquire(key);
     try {
-      const effects = newEffects(this.states);
-      const state = this.states.latest(r.type, stateId);
+      const effects = newEffects();
+      const state = this.#read(effects, r, stateId);
       const ctx = new WriterContext(this.#caller("writer", o, effects), "writer", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
       const outcome = await this.#call(r, ctx, state, request);
       if (o.signal.aborted) throw new Cancelled();
@@ -179,8 +192,8 @@ export class Executor {
       }
       tx.held.set(key, release);
     }
-    const json = tx.writes.get(key)?.json ?? this.states.latestJson(r.type.name, stateId);
-    const state = this.states.parse(r.type, stateId, json);
+    const buffered = tx.writes.get(key)?.json;
+    const state = buffered === undefined ? this.#read(tx, r, stateId) : this.states.parse(r.type, stateId, buffered);
     const own: Effects = { ...tx, tasks: [] };
     const ctx = new WriterContext(this.#caller("writer", o, own), "writer", r.type.name, stateId, o.signal);
     const outcome = await this.#call(r, ctx, state, request);
@@ -194,11 +207,11 @@ export class Executor {
   async #transaction(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
     // Transactions run one at a time, so two can never wait on each other's instances.
     const releaseTx = await this.#transactions.acquire("");
-    const effects = newEffects(this.states);
+    const effects = newEffects();
     try {
       const key = stateKey(r.type.name, stateId);
       effects.held.set(key, await this.#locks.acquire(key));
-      const state = this.states.latest(r.type, stateId);
+      const state = this.#read(effects, r, stateId);
       const ctx = new TransactionContext(this.#caller("transaction", o, effects), "transaction", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
       const outcome = await this.#call(r, ctx, state, request);
       if (o.signal.aborted) throw new Cancelled();
@@ -220,7 +233,7 @@ export class Executor {
     ctx[STEPS] = run;
     const outcome = await run.settle(this.#call(r, ctx, undefined, request));
     if (o.signal.aborted) throw new Cancelled();
-    return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(this.states), o.onComplete(outcome)) : DONE };
+    return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(), o.onComplete(outcome)) : DONE };
   }
 
   /**
@@ -257,8 +270,9 @@ export class Executor {
       for (const schema of r.method.errors) {
         const parsed = schema.safeParse(thrown.error);
         if (parsed.success) {
-          toStoredJson(parsed.data, `The declared error of ${name}`);
-          return { status: "ABORTED", error: parsed.data, message: thrown.message };
+          const outcome: Outcome = { status: "ABORTED", error: parsed.data, message: thrown.message };
+          STORED.set(outcome, toStoredJson(parsed.data, `The declared error of ${name}`));
+          return outcome;
         }
       }
       throw new MendError("UNDECLARED_ERROR", `${name} aborted with an error it does not declare: ${JSON.stringify(thrown.error)}`);
@@ -266,14 +280,24 @@ export class Executor {
     const parsed = r.method.response.safeParse(raw);
     if (!parsed.success)
       throw new MendError("INVALID_RESPONSE", `${name} returned a response that does not match its schema: ${z.prettifyError(parsed.error)}`);
-    toStoredJson(parsed.data, `The response of ${name}`);
-    return { status: "COMPLETED", response: parsed.data };
+    const outcome: Outcome = { status: "COMPLETED", response: parsed.data };
+    STORED.set(outcome, toStoredJson(parsed.data, `The response of ${name}`));
+    return outcome;
+  }
+
+  /** The newest state of an instance, for a writer that holds its lock; remembered, so the commit can tell whether it was dropped meanwhile. */
+  #read(effects: Effects, r: ResolvedMethod, stateId: string): Record<string, unknown> {
+    const key = stateKey(r.type.name, stateId);
+    effects.reads.set(key, this.states.epochOf(key));
+    return this.states.latest(r.type, stateId);
   }
 
   #commit(effects: Effects, extra?: () => void): Promise<void> {
-    if (effects.epoch !== this.states.epoch)
-      return Promise.reject(new MendError("STORE", "A write to the store failed while this method ran; it will run again."));
+    for (const [key, epoch] of effects.reads)
+      if (this.states.epochOf(key) !== epoch)
+        return Promise.reject(new MendError("STORE", "A write to the store failed while this method ran; it will run again."));
     const writes = [...effects.writes.values()];
+    const keys = [...effects.writes.keys()];
     const done = writes.map((w) => this.states.setPending(w.type, w.id, w.json));
     const now = Date.now();
     const committed = this.commits.commit(() => {
@@ -281,14 +305,14 @@ export class Executor {
       for (const t of effects.tasks)
         this.sql.insertTask({ uuid: t.uuid, state_type: t.stateType, state_id: t.stateId, method: t.method, request: t.request, due_at: t.dueAt, created_at: t.createdAt, now, parent_uuid: t.parentUuid });
       extra?.();
-    });
+    }, keys);
     return committed.then(
       () => {
         for (const d of done) d();
         if (effects.tasks.length > 0) this.host.created(effects.tasks);
       },
       (e: unknown) => {
-        this.states.dropPending();
+        this.states.dropPending(keys);
         throw e;
       },
     );
@@ -359,8 +383,8 @@ function abortable<T>(result: T | Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
-function newEffects(states: States): Effects {
-  return { writes: new Map(), tasks: [], held: new Map(), epoch: states.epoch };
+function newEffects(): Effects {
+  return { writes: new Map(), tasks: [], held: new Map(), reads: new Map() };
 }
 
 export { describeState, CALLER };

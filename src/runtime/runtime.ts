@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, type Stats } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Application } from "../api/application.js";
@@ -7,7 +7,7 @@ import { Context, type Caller, type CallTarget, type Outcome } from "../api/cont
 import { MendError, TaskNotFound } from "../api/errors.js";
 import { TaskId, type When } from "../api/task-id.js";
 import { CommitQueue } from "../store/commit-queue.js";
-import { openStore, releaseHolder } from "../store/open.js";
+import { openStore, releaseHolder, StoreError } from "../store/open.js";
 import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskRow } from "../store/statements.js";
 import { Engine, type EngineEvents } from "./engine.js";
 import { Executor, type EffectValidation } from "./executor.js";
@@ -95,7 +95,7 @@ export class Runtime {
     this.path = options.path ?? join(options.directory ?? this.#temporary!, "mend.sqlite");
     this.#db = openStore(this.path, { synchronous: options.synchronous });
     this.#sql = prepareStatements(this.#db);
-    this.#commits = new CommitQueue(this.#db);
+    this.#commits = new CommitQueue(this.#db, { check: sameFile(this.path) });
     this.#engine = new Engine(this.#sql, this.#commits, { concurrency });
     this.#executor = new Executor(this.#sql, this.#commits, new States(this.#sql), this.#engine, {
       effectValidation,
@@ -208,6 +208,29 @@ export class Runtime {
     })();
     return this.#stopped;
   }
+}
+
+/**
+ * A check that the file at `path` is still the store this runtime opened: a store deleted or
+ * replaced under a running server would take every later write with it.
+ */
+function sameFile(path: string): () => void {
+  const opened = statSync(path);
+  let refused: StoreError | undefined;
+  return () => {
+    if (refused) throw refused;
+    let now: Stats | undefined;
+    try {
+      now = statSync(path);
+    } catch {
+      now = undefined;
+    }
+    if (now?.ino === opened.ino && now.dev === opened.dev) return;
+    refused = new StoreError(
+      `The store file ${path} was ${now ? "replaced" : "deleted"} while this runtime had it open; no write is accepted any more. Stop the runtime and restore the file.`,
+    );
+    throw refused;
+  };
 }
 
 function taskInfo(row: TaskRow & { rowid: number }): TaskInfo {

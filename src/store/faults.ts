@@ -13,12 +13,15 @@
  * group commit's transaction, `commit.end` after it committed and before any caller hears.
  */
 
-export type FaultAction = "throw" | "exit" | (() => void);
+/** A function action is told what the point is writing (e.g. a state id and its JSON) and may throw. */
+export type FaultAction = "throw" | "exit" | ((...detail: string[]) => void);
 
 interface Armed {
   action: FaultAction;
-  /** Fires when the count of hits reaches this. */
+  /** Fires from this hit on (1 = the next)… */
   at: number;
+  /** …this many times. */
+  times: number;
   hits: number;
 }
 
@@ -33,9 +36,17 @@ export class InjectedFault extends Error {
   }
 }
 
-/** Arms `point`: its `at`-th hit (1 = the next) runs `action`, once. */
-export function armFault(point: string, action: FaultAction, at = 1): void {
-  armed.set(point, { action, at, hits: 0 });
+/**
+ * Arms `point`: from its `at`-th hit (1 = the next) on, `times` hits run `action`
+ * (`Infinity`: until disarmed; a write that fails in a group commit is tried once more on
+ * its own, so a fault meant to fail a write for good must outlast that retry).
+ */
+export function armFault(point: string, action: FaultAction, at = 1, times = 1): void {
+  armed.set(point, { action, at, times, hits: 0 });
+}
+
+export function disarmFault(point: string): void {
+  armed.delete(point);
 }
 
 export function disarmFaults(): void {
@@ -43,14 +54,16 @@ export function disarmFaults(): void {
 }
 
 /** Called at each point; does nothing unless a test armed it. */
-export function fault(point: string): void {
+export function fault(point: string, ...detail: string[]): void {
   if (armed.size === 0) return;
   const f = armed.get(point);
-  if (!f || ++f.hits !== f.at) return;
-  armed.delete(point);
+  if (!f) return;
+  f.hits++;
+  if (f.hits < f.at) return;
+  if (f.hits >= f.at + f.times - 1) armed.delete(point);
   if (f.action === "exit") process.kill(process.pid, "SIGKILL");
   else if (f.action === "throw") throw new InjectedFault(point);
-  else f.action();
+  else f.action(...detail);
 }
 
 /** `point=action[@n],…` → armed points; unknown actions are refused loudly (a typo would test nothing). */

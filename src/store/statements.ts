@@ -129,7 +129,7 @@ export function prepareStatements(db: Database.Database) {
     getMemo: (uuid: string, alias: string) => getMemo.get(uuid, alias) as MemoRow | undefined,
     putMemo: (m: Omit<MemoRow, "updated_at"> & { now: number }) => (fault("store.putMemo"), putMemo.run(m)),
     readState: (type: string, id: string) => readState.get(type, id) as string | undefined,
-    writeState: (type: string, id: string, state: string) => (fault("store.writeState"), writeState.run(type, id, state)),
+    writeState: (type: string, id: string, state: string) => (fault("store.writeState", type, id, state), writeState.run(type, id, state)),
     listTasks(filter: TaskFilter): (TaskRow & { rowid: number })[] {
       const where: string[] = [];
       const params: Record<string, unknown> = { limit: filter.limit };
