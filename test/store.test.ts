@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isMainThread } from "node:worker_threads";
 import { expect, test } from "vitest";
@@ -106,4 +106,19 @@ test("reopening applies no migration twice and keeps the data", async () => {
   await first.stop();
   const rt = await start(bank, { directory: dir });
   expect(await Account.ref("alice").balance(rt.context())).toEqual({ balance: 3 });
+});
+
+test.each(["deleted", "replaced"] as const)("a store file %s under a running runtime refuses every later write, saying so", async (what) => {
+  const dir = tempDir();
+  const rt = await start(bank, { directory: dir });
+  const ctx = rt.context();
+  await Account.ref("alice").deposit(ctx, { amount: 3 });
+  if (what === "deleted") rmSync(rt.path);
+  else {
+    writeFileSync(join(dir, "other"), "");
+    renameSync(join(dir, "other"), rt.path);
+  }
+  const refusal = new RegExp(`The store file .*mend\\.sqlite was ${what} while this runtime had it open; no write is accepted any more`);
+  await expect(Account.ref("alice").deposit(ctx, { amount: 1 })).rejects.toThrow(refusal);
+  await expect(Account.ref("bob").spawn().welcomeEmail(ctx)).rejects.toThrow(refusal);
 });
