@@ -13,12 +13,12 @@ import {
   type Kind,
   type Outcome,
 } from "../api/context.js";
-import { Cancelled, coerceError, MendError, NotAllowed } from "../api/errors.js";
+import { Cancelled, coerceError, DeadlineExceeded, MendError, NotAllowed } from "../api/errors.js";
 import { dueTime, TaskId } from "../api/task-id.js";
 import type { CommitQueue } from "../store/commit-queue.js";
 import type { Statements } from "../store/statements.js";
 import { toStoredJson } from "./json.js";
-import { KeyedMutex } from "./locks.js";
+import { KeyedMutex, LockConflict, newOwner, type LockOwner } from "./locks.js";
 import { describeState, stateKey, type States } from "./states.js";
 import type { CodeVersion, ResolvedMethod } from "./version.js";
 import { Memo } from "./memo.js";
@@ -45,6 +45,10 @@ interface Effects {
   held: Map<string, () => void>;
   /** The instances read from memory (maybe not yet durable), with their epoch at the time. */
   reads: Map<string, number>;
+  /** Who holds the locks: the transaction, across its runs. */
+  owner: LockOwner;
+  /** Set when a lock could not be taken without risking a deadlock: the transaction runs again. */
+  conflict?: LockConflict;
 }
 
 export interface RunOptions {
@@ -106,7 +110,6 @@ export function storedJsonOf(outcome: Outcome): string | null {
 /** Runs one method of any kind with the right context, locks and commit. */
 export class Executor {
   readonly #locks = new KeyedMutex();
-  readonly #transactions = new KeyedMutex();
   readonly #validated = new Set<string>();
 
   constructor(
@@ -134,11 +137,19 @@ export class Executor {
     return parsed.data;
   }
 
-  /** Runs a method; a declared error is an ABORTED outcome, anything else throws. */
+  /**
+   * Runs a method; a declared error is an ABORTED outcome, anything else throws. The method
+   * has until its time limit: then its `ctx.signal` aborts, its locks are let go, and the
+   * run fails with DeadlineExceeded.
+   */
   run(r: ResolvedMethod, stateId: string, request: unknown, options: RunOptions, within?: Effects): Promise<RunResult> {
-    if (this.options.effectValidation !== "disabled" && !within && r.method.kind !== "workflow")
-      return this.#twice(r, stateId, request, options);
-    return this.#once(r, stateId, request, options, within);
+    const deadline = withDeadline(options.signal, r.timeoutMs, `${r.type.name}.${r.method.name}`);
+    const o = deadline ? { ...options, signal: deadline.signal } : options;
+    const running =
+      this.options.effectValidation !== "disabled" && !within && r.method.kind !== "workflow"
+        ? this.#twice(r, stateId, request, o)
+        : this.#once(r, stateId, request, o, within);
+    return deadline ? running.finally(deadline.clear) : running;
   }
 
   #once(r: ResolvedMethod, stateId: string, request: unknown, options: RunOptions, within?: Effects): Promise<RunResult> {
@@ -165,13 +176,13 @@ export class Executor {
 
   async #writer(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
-    const release = await this.#locks.acquire(key);
+    const effects = newEffects(newOwner(false));
+    const release = await this.#locks.acquire(key, effects.owner, o.signal);
     try {
-      const effects = newEffects();
       const state = this.#read(effects, r, stateId);
       const ctx = new WriterContext(this.#caller("writer", o, effects), "writer", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
       const outcome = await this.#call(r, ctx, state, request);
-      if (o.signal.aborted) throw new Cancelled();
+      if (o.signal.aborted) throw abortReason(o.signal);
       if (outcome.status !== "COMPLETED" || o.trial) return { outcome, committed: DONE };
       effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
       return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome)) };
@@ -184,11 +195,18 @@ export class Executor {
   async #nestedWriter(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, tx: Effects): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
     if (!tx.held.has(key)) {
-      const release = await this.#locks.acquire(key);
+      let release: () => void;
+      try {
+        release = await this.#locks.acquire(key, tx.owner, o.signal);
+      } catch (e) {
+        // Seen by the transaction even if its code catches this error.
+        if (e instanceof LockConflict) tx.conflict ??= e;
+        throw e;
+      }
       // The transaction was cancelled while this waited: it has let go of its locks already.
       if (o.signal.aborted) {
         release();
-        throw new Cancelled();
+        throw abortReason(o.signal);
       }
       tx.held.set(key, release);
     }
@@ -204,24 +222,44 @@ export class Executor {
     return { outcome, committed: DONE };
   }
 
+  /**
+   * A transaction takes the lock of each instance it writes as it goes. Two transactions on
+   * disjoint instances never wait for each other; one that would wait for an older one while
+   * holding locks lets go of everything and runs again once that lock is free (wait-die).
+   */
   async #transaction(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
-    // Transactions run one at a time, so two can never wait on each other's instances.
-    const releaseTx = await this.#transactions.acquire("");
-    const effects = newEffects();
-    try {
-      const key = stateKey(r.type.name, stateId);
-      effects.held.set(key, await this.#locks.acquire(key));
-      const state = this.#read(effects, r, stateId);
-      const ctx = new TransactionContext(this.#caller("transaction", o, effects), "transaction", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
-      const outcome = await this.#call(r, ctx, state, request);
-      if (o.signal.aborted) throw new Cancelled();
-      if (outcome.status !== "COMPLETED" || o.trial) return { outcome, committed: DONE };
-      effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
-      return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome)) };
-    } finally {
-      for (const release of effects.held.values()) release();
-      releaseTx();
+    const owner = newOwner(true);
+    for (;;) {
+      const effects = newEffects(owner);
+      let conflict: LockConflict;
+      try {
+        return await this.#transactionOnce(r, stateId, request, o, effects);
+      } catch (e) {
+        if (!(e instanceof LockConflict)) throw e;
+        conflict = e;
+      } finally {
+        for (const release of effects.held.values()) release();
+      }
+      await this.#locks.whenFree(conflict.key, o.signal);
     }
+  }
+
+  async #transactionOnce(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, effects: Effects): Promise<RunResult> {
+    const key = stateKey(r.type.name, stateId);
+    effects.held.set(key, await this.#locks.acquire(key, effects.owner, o.signal));
+    const state = this.#read(effects, r, stateId);
+    const ctx = new TransactionContext(this.#caller("transaction", o, effects), "transaction", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
+    let outcome: Outcome;
+    try {
+      outcome = await this.#call(r, ctx, state, request);
+    } catch (e) {
+      throw effects.conflict ?? e;
+    }
+    if (effects.conflict) throw effects.conflict;
+    if (o.signal.aborted) throw abortReason(o.signal);
+    if (outcome.status !== "COMPLETED" || o.trial) return { outcome, committed: DONE };
+    effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
+    return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome)) };
   }
 
   async #workflow(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
@@ -232,7 +270,7 @@ export class Executor {
     const ctx = new WorkflowContext(run.caller(), "workflow", r.type.name, stateId, signal, task.taskId, task.attempt);
     ctx[STEPS] = run;
     const outcome = await run.settle(this.#call(r, ctx, undefined, request));
-    if (o.signal.aborted) throw new Cancelled();
+    if (o.signal.aborted) throw abortReason(o.signal);
     return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(), o.onComplete(outcome)) : DONE };
   }
 
@@ -383,8 +421,31 @@ function abortable<T>(result: T | Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
-function newEffects(): Effects {
-  return { writes: new Map(), tasks: [], held: new Map(), reads: new Map() };
+/** Why a signal aborted: a cancel, a stop, a deadline. */
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Cancelled();
+}
+
+/** A signal that also aborts after `ms`, with DeadlineExceeded; none when there is no limit. */
+function withDeadline(parent: AbortSignal, ms: number, what: string): { signal: AbortSignal; clear: () => void } | undefined {
+  if (!Number.isFinite(ms)) return undefined;
+  const controller = new AbortController();
+  const onParent = () => controller.abort(parent.reason);
+  if (parent.aborted) onParent();
+  else parent.addEventListener("abort", onParent, { once: true });
+  const timer = setTimeout(() => controller.abort(new DeadlineExceeded(what, ms)), ms);
+  timer.unref();
+  return {
+    signal: controller.signal,
+    clear: () => {
+      clearTimeout(timer);
+      parent.removeEventListener("abort", onParent);
+    },
+  };
+}
+
+function newEffects(owner: LockOwner = newOwner(false)): Effects {
+  return { writes: new Map(), tasks: [], held: new Map(), reads: new Map(), owner };
 }
 
 export { describeState, CALLER };

@@ -157,12 +157,16 @@ export class Runtime {
     };
   }
 
-  /** Calls a method from outside; a workflow is spawned and awaited. */
-  async call(target: CallTarget, request: unknown): Promise<Outcome> {
+  /**
+   * Calls a method from outside; a workflow is spawned and awaited. `signal` gives up the
+   * call (a client that went away): the method's `ctx.signal` aborts and nothing it did is
+   * committed; a spawned workflow goes on.
+   */
+  async call(target: CallTarget, request: unknown, signal: AbortSignal = new AbortController().signal): Promise<Outcome> {
     const version = this.#engine.version;
     const r = this.#executor.resolve(version, target);
-    if (r.method.kind === "workflow") return this.#engine.wait(await this.spawn(target, request));
-    const { outcome, committed } = await this.#executor.run(r, target.stateId, request, { version, signal: new AbortController().signal });
+    if (r.method.kind === "workflow") return this.#engine.wait(await this.spawn(target, request), signal);
+    const { outcome, committed } = await this.#executor.run(r, target.stateId, request, { version, signal });
     await committed;
     return outcome;
   }
