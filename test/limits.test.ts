@@ -3,6 +3,7 @@
 // the same instances in opposite orders both finish.
 import { describe, expect, test } from "vitest";
 import { Application, DeadlineExceeded, defineApi, z } from "mend";
+import { Flow, Shop, app as workflows } from "./apps/workflows.js";
 import { next, start, within } from "./helpers/runtimes.js";
 
 const { Slot, Mover } = defineApi({
@@ -151,5 +152,17 @@ describe("transactions and locks", () => {
     expect(await Slot.ref("y").get(ctx)).toEqual({ n: 2 });
     expect(h.runs.filter((r) => r === "two").length).toBe(2);
     expect(h.runs.filter((r) => r === "one").length).toBe(1);
+  });
+});
+
+describe("slots", () => {
+  test("workflows waiting for their children hold no slot: more parents than slots all finish", async () => {
+    const rt = await start(workflows(() => {}), { concurrency: 4 });
+    const ctx = rt.context();
+    const parents = await Promise.all(Array.from({ length: 12 }, (_, i) => Flow.ref(`p${i}`).spawn().parent(ctx, {})));
+    // An unrelated task gets a slot too.
+    const { task: other } = await Shop.ref("s").spawn().charge(ctx, { amount: 1 });
+    await within(Promise.all(parents.map((p) => p.task)), "12 parents and their children, on 4 slots");
+    expect(await other).toEqual({ charges: 1 });
   });
 });

@@ -29,6 +29,8 @@ interface Running {
   controller: AbortController;
   attempt: number;
   cancelled: boolean;
+  /** Waiting for a child or a sleep: holds no slot meanwhile. */
+  idle: boolean;
   /** The commit of this attempt's end, once queued: a cancel waits for it. */
   ending?: Promise<void>;
 }
@@ -63,6 +65,10 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   readonly #waiters = new Map<string, { resolve: (outcome: Outcome) => void; reject: (e: Error) => void }[]>();
   /** Tasks whose cancel is being committed: none of their attempts starts or commits its end meanwhile. */
   readonly #cancelling = new Map<string, Promise<void>>();
+  /** Running attempts that hold no slot now (see idle()). */
+  #idleCount = 0;
+  /** Idle attempts that want their slot back, served before the backlog. */
+  #resumers: (() => void)[] = [];
   /** Due tasks waiting for a free slot, oldest first from #backlogHead (shift() on a long array is O(n)). */
   #backlog: string[] = [];
   #backlogHead = 0;
@@ -70,7 +76,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   #executor!: Executor;
   #version!: CodeVersion;
   #stopping = false;
-  #idle: (() => void) | undefined;
+  #onIdle: (() => void) | undefined;
 
   constructor(
     private readonly sql: Statements,
@@ -234,15 +240,51 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
   // --- Attempts -------------------------------------------------------------
 
+  /** Attempts that hold a slot. */
+  get #busy(): number {
+    return this.#running.size - this.#idleCount;
+  }
+
   #due(uuid: string): void {
     if (this.#stopping || !this.#unfinished.has(uuid)) return;
-    if (this.#running.size >= this.options.concurrency) this.#backlog.push(uuid);
+    if (this.#busy >= this.options.concurrency) this.#backlog.push(uuid);
     else void this.#attempt(this.#unfinished.get(uuid)!);
   }
 
+  async idle<T>(taskUuid: string, until: Promise<T>): Promise<T> {
+    const run = this.#running.get(taskUuid);
+    if (!run || run.idle) return until;
+    run.idle = true;
+    this.#idleCount++;
+    this.#fill();
+    try {
+      return await until;
+    } finally {
+      if (run.idle) {
+        if (this.#busy < this.options.concurrency || this.#stopping) this.#wake(run);
+        else await new Promise<void>((resolve) => this.#resumers.push(() => (this.#wake(run), resolve())));
+      }
+    }
+  }
+
+  #wake(run: Running): void {
+    if (!run.idle) return;
+    run.idle = false;
+    this.#idleCount--;
+  }
+
   #release(uuid: string): void {
+    const run = this.#running.get(uuid);
+    if (run) this.#wake(run);
     this.#running.delete(uuid);
-    while (this.#backlogHead < this.#backlog.length && this.#running.size < this.options.concurrency && !this.#stopping) {
+    this.#fill();
+    if (this.#running.size === 0) this.#onIdle?.();
+  }
+
+  /** Gives free slots to idle attempts that want theirs back, then to due tasks. */
+  #fill(): void {
+    while (this.#resumers.length > 0 && this.#busy < this.options.concurrency) this.#resumers.shift()!();
+    while (this.#backlogHead < this.#backlog.length && this.#busy < this.options.concurrency && !this.#stopping) {
       const next = this.#unfinished.get(this.#backlog[this.#backlogHead++]!);
       if (next && !this.#running.has(next.uuid)) void this.#attempt(next);
     }
@@ -250,7 +292,6 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       this.#backlog = this.#backlog.slice(this.#backlogHead);
       this.#backlogHead = 0;
     }
-    if (this.#running.size === 0) this.#idle?.();
   }
 
   async #attempt(task: LiveTask): Promise<void> {
@@ -263,7 +304,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const attempt = task.attempts + 1;
     task.attempts = attempt;
     task.status = "STARTED";
-    const run: Running = { controller: new AbortController(), attempt, cancelled: false };
+    const run: Running = { controller: new AbortController(), attempt, cancelled: false, idle: false };
     this.#running.set(task.uuid, run);
     const startedAt = Date.now();
     const started = this.commits.commit(() => this.sql.startTask(task.uuid, attempt, version.id, startedAt));
@@ -379,7 +420,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     if (this.#running.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
-        this.#idle = () => (clearTimeout(timer), resolve());
+        this.#onIdle = () => (clearTimeout(timer), resolve());
       });
     }
     for (const run of this.#running.values()) run.controller.abort(new MendError("STOPPED", "The runtime is stopping."));

@@ -82,6 +82,12 @@ export interface TaskHost {
   spawn(target: CallTarget, request: unknown, when: EnqueueOptions["when"], parentUuid: string | null, also?: (taskId: TaskId) => void): Promise<TaskId>;
   wait(taskId: TaskId): Promise<Outcome>;
   created(tasks: readonly NewTask[]): void;
+  /**
+   * While the attempt of task `taskUuid` waits for `until` (a child task, a sleep), it holds
+   * no slot of the engine's concurrency, so the tasks it waits for can run; it takes one again
+   * before it goes on.
+   */
+  idle<T>(taskUuid: string, until: Promise<T>): Promise<T>;
 }
 
 /** Which kinds of method each kind of caller may call directly. */
@@ -368,7 +374,10 @@ export class Executor {
       call: async (target, request) => {
         const r = this.resolve(version, target);
         check(r);
-        if (r.method.kind === "workflow") return this.host.wait(await this.host.spawn(target, request, undefined, parentUuid));
+        if (r.method.kind === "workflow") {
+          const child = this.host.wait(await this.host.spawn(target, request, undefined, parentUuid));
+          return parentUuid === null ? child : this.host.idle(parentUuid, child);
+        }
         const within = kind === "transaction" ? effects : undefined;
         const { outcome, committed } = await this.run(r, target.stateId, request, { version, signal }, within);
         await committed;
@@ -398,7 +407,7 @@ export class Executor {
       },
       wait: (taskId) => {
         if (kind !== "workflow") throw new NotAllowed(`A ${kind} cannot wait for a task; a workflow can.`);
-        return this.host.wait(taskId);
+        return parentUuid === null ? this.host.wait(taskId) : this.host.idle(parentUuid, this.host.wait(taskId));
       },
     };
   }
