@@ -46,6 +46,8 @@ export interface EngineEvents {
 export interface EngineOptions {
   /** At most this many attempts run at once. @defaultValue 256 */
   concurrency: number;
+  /** The largest value stored (RuntimeOptions.maxValueBytes). */
+  maxValueBytes?: number;
 }
 
 function idOf(t: { stateType: string; stateId: string; uuid: string }): TaskId {
@@ -148,7 +150,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const now = Date.now();
     const task: NewTask = {
       uuid: TaskId.newUuid(), stateType: target.stateType, stateId: target.stateId, method: target.method,
-      request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`) ?? "{}",
+      request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`, this.options.maxValueBytes) ?? "{}",
       dueAt: dueTime(when, now), parentUuid,
     };
     await this.commits.commit(() => {
@@ -274,7 +276,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       return () => {
         const now = Date.now();
         if (outcome.status === "COMPLETED") {
-          this.sql.completeTask(task.uuid, toStoredJson(outcome.response, "The response") ?? null, now);
+          this.sql.completeTask(task.uuid, toStoredJson(outcome.response, "The response", this.options.maxValueBytes) ?? null, now);
           this.sql.endAttempt(task.uuid, attempt, now, "COMPLETED");
         } else if (outcome.status === "ABORTED") {
           this.sql.abortTask(task.uuid, JSON.stringify(outcome.error), outcome.message, now);

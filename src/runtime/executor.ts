@@ -61,6 +61,8 @@ export interface ExecutorOptions {
   effectValidation: EffectValidation;
   /** Told each time a method ran twice ("enabled"), or the first time for each method ("quiet"). */
   onEffectValidation: (event: { method: string; message: string }) => void;
+  /** The largest value stored (RuntimeOptions.maxValueBytes). */
+  maxValueBytes?: number;
 }
 
 export interface RunResult {
@@ -212,7 +214,7 @@ export class Executor {
   async #workflow(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
     if (!o.task) throw new NotAllowed(`${r.type.name}.${r.method.name} is a workflow: it runs only as a task.`);
     const { version, signal, task } = o;
-    const memo = new Memo(this.sql, this.commits, task.taskId.taskUuid);
+    const memo = new Memo(this.sql, this.commits, task.taskId.taskUuid, this.options.maxValueBytes);
     const run = new WorkflowRun({ runner: this, host: this.host, memo, version, signal, taskId: task.taskId, base: this.#caller("workflow", o) });
     const ctx = new WorkflowContext(run.caller(), "workflow", r.type.name, stateId, signal, task.taskId, task.attempt);
     ctx[STEPS] = run;
@@ -255,7 +257,7 @@ export class Executor {
       for (const schema of r.method.errors) {
         const parsed = schema.safeParse(thrown.error);
         if (parsed.success) {
-          toStoredJson(parsed.data, `The declared error of ${name}`);
+          toStoredJson(parsed.data, `The declared error of ${name}`, this.options.maxValueBytes);
           return { status: "ABORTED", error: parsed.data, message: thrown.message };
         }
       }
@@ -264,7 +266,7 @@ export class Executor {
     const parsed = r.method.response.safeParse(raw);
     if (!parsed.success)
       throw new MendError("INVALID_RESPONSE", `${name} returned a response that does not match its schema: ${z.prettifyError(parsed.error)}`);
-    toStoredJson(parsed.data, `The response of ${name}`);
+    toStoredJson(parsed.data, `The response of ${name}`, this.options.maxValueBytes);
     return { status: "COMPLETED", response: parsed.data };
   }
 
@@ -319,7 +321,7 @@ export class Executor {
             stateType: target.stateType,
             stateId: target.stateId,
             method: target.method,
-            request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`) ?? "{}",
+            request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`, this.options.maxValueBytes) ?? "{}",
             dueAt: dueTime(options.when, Date.now()),
             parentUuid,
           };
