@@ -65,7 +65,10 @@ export interface TaskInfo {
   cursor: number;
 }
 
-/** A stored value as a list shows it: its size as JSON and its first characters, never the value itself. */
+/**
+ * A stored value as a list shows it: its size as JSON and its first characters (none for a
+ * value over 64 KiB, which would have to be read whole), never the value itself.
+ */
 export interface ValuePreview {
   bytes: number;
   preview: string;

@@ -82,11 +82,18 @@ export type TaskHeader = Pick<TaskRow, "uuid" | "state_type" | "state_id" | "met
 /** How many characters of each value a list shows. */
 export const PREVIEW_CHARS = 80;
 
+/**
+ * Values larger than this get no preview in a list: SQLite measures a value without reading
+ * it, but reads all of it to take its first characters.
+ */
+export const PREVIEW_MAX_BYTES = 64 * 1024;
+
+const preview = (column: string) =>
+  `octet_length(${column}) AS ${column}_bytes,
+  CASE WHEN octet_length(${column}) <= ${PREVIEW_MAX_BYTES} THEN substr(${column}, 1, ${PREVIEW_CHARS}) ELSE '' END AS ${column}_preview`;
+
 const LIST_COLUMNS = `uuid, state_type, state_id, method, status, due_at, created_at, updated_at, attempts, backoff_step,
-  last_error, parent_uuid, iteration,
-  octet_length(request) AS request_bytes, substr(request, 1, ${PREVIEW_CHARS}) AS request_preview,
-  octet_length(response) AS response_bytes, substr(response, 1, ${PREVIEW_CHARS}) AS response_preview,
-  octet_length(error) AS error_bytes, substr(error, 1, ${PREVIEW_CHARS}) AS error_preview`;
+  last_error, parent_uuid, iteration, ${preview("request")}, ${preview("response")}, ${preview("error")}`;
 
 /** Every SQL statement of the store, prepared once, named after what it does. */
 export function prepareStatements(db: Database.Database) {
