@@ -3,7 +3,7 @@
 // /wait (which outlives both bounds) keeps working. Real sockets against a real server.
 import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, test } from "vitest";
-import { ExternalContext, startServer, type RunningServer, type ServerOptions } from "mend";
+import { Application, defineApi, ExternalContext, startServer, z, type RunningServer, type ServerOptions } from "mend";
 import bank from "../fixtures/bank/src/main.js";
 import { Account } from "../fixtures/bank/src/api.js";
 import { start } from "./helpers/runtimes.js";
@@ -103,6 +103,51 @@ describe("slow clients are cut off", () => {
     const { task } = await Account.ref("patient").spawn({ when: { ms: 1500 } }).welcomeEmail(ctx);
     const response = await fetch(`${url}/v1/tasks/${task.taskId.taskUuid}/wait?timeout=20000`);
     expect(await response.json()).toEqual({ done: true, outcome: { status: "COMPLETED", response: { sent: true } } });
+  });
+});
+
+describe("a client that goes away", () => {
+  test("aborts its call: the method's signal aborts, and its change is not committed", async () => {
+    const { Slow } = defineApi({
+      Slow: { state: { n: z.number().default(0) }, methods: { hold: { kind: "writer", request: {}, response: z.void() }, bump: { kind: "writer", request: {}, response: { n: z.number() } }, get: { kind: "reader", request: {}, response: { n: z.number() } } } },
+    });
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
+    let aborted!: (reason: unknown) => void;
+    const abortedWith = new Promise<unknown>((resolve) => (aborted = resolve));
+    const app = new Application({
+      servicers: [
+        Slow.servicer({
+          async hold(ctx, state) {
+            state.n += 1;
+            entered();
+            await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => (aborted(ctx.signal.reason), resolve())));
+          },
+          async bump(ctx, state) {
+            state.n += 1;
+            return { n: state.n };
+          },
+          async get(ctx, state) {
+            return { n: state.n };
+          },
+        }),
+      ],
+    });
+    const rt = await start(app);
+    const server = await startServer(rt, { port: 0 });
+    servers.push(server);
+    const port = Number(new URL(server.url).port);
+    const body = JSON.stringify({ stateType: "Slow", stateId: "s", method: "hold" });
+    const socket = connect(port, "127.0.0.1", () =>
+      socket.write(`POST /v1/call HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`),
+    );
+    sockets.push(socket);
+    socket.on("error", () => {});
+    await inside;
+    socket.destroy();
+    expect(await abortedWith).toMatchObject({ code: "CLIENT_GONE" });
+    // Its change was not committed, and its instance is free for the next writer.
+    expect(await Slow.ref("s").bump(rt.context())).toEqual({ n: 1 });
   });
 });
 

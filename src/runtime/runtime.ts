@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, type Stats } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Application } from "../api/application.js";
@@ -8,7 +8,7 @@ import { InvalidArgument, MendError, TaskNotFound } from "../api/errors.js";
 import { checkTarget } from "../api/ids.js";
 import { normalUuidPrefix, shortestUniquePrefix, TaskId, type When } from "../api/task-id.js";
 import { CommitQueue } from "../store/commit-queue.js";
-import { openStore, releaseHolder } from "../store/open.js";
+import { openStore, releaseHolder, StoreError } from "../store/open.js";
 import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskListRow, type TaskRow } from "../store/statements.js";
 import { Engine, type EngineEvents } from "./engine.js";
 import { Executor, type EffectValidation } from "./executor.js";
@@ -108,6 +108,8 @@ export class Runtime {
   readonly #temporary: string | undefined;
   #versions = 0;
   #stopped: Promise<void> | undefined;
+  /** A started runtime keeps its process alive until stop(), as a worker does. */
+  #keepAlive: NodeJS.Timeout | undefined;
 
   private constructor(application: Application, options: RuntimeOptions) {
     if (!Application.is(application)) throw new MendError("INVALID_APPLICATION", "Runtime.start() needs an Application.");
@@ -124,7 +126,7 @@ export class Runtime {
     this.path = options.path ?? join(options.directory ?? this.#temporary!, "mend.sqlite");
     this.#db = openStore(this.path, { synchronous: options.synchronous });
     this.#sql = prepareStatements(this.#db);
-    this.#commits = new CommitQueue(this.#db);
+    this.#commits = new CommitQueue(this.#db, { check: sameFile(this.path) });
     this.#engine = new Engine(this.#sql, this.#commits, { concurrency, maxValueBytes });
     this.#executor = new Executor(this.#sql, this.#commits, new States(this.#sql, maxValueBytes), this.#engine, {
       effectValidation,
@@ -138,12 +140,19 @@ export class Runtime {
   static async start(application: Application, options: RuntimeOptions = {}): Promise<Runtime> {
     const runtime = new Runtime(application, options);
     runtime.#engine.recover();
+    runtime.#keepAlive = setInterval(() => {}, 2 ** 30);
     return runtime;
   }
 
   #newVersion(application: Application, id?: string): CodeVersion {
     this.#versions++;
     return new CodeVersion(id ?? `v${this.#versions}`, application);
+  }
+
+  /** The durability the store runs with: SQLite's `synchronous`, as the open connection reports it. */
+  get synchronous(): "FULL" | "NORMAL" | "OFF" | "EXTRA" {
+    const level = this.#db.pragma("synchronous", { simple: true }) as number;
+    return (["OFF", "NORMAL", "FULL", "EXTRA"] as const)[level]!;
   }
 
   /** The code version new attempts run. */
@@ -180,13 +189,17 @@ export class Runtime {
     };
   }
 
-  /** Calls a method from outside; a workflow is spawned and awaited. */
-  async call(target: CallTarget, request: unknown): Promise<Outcome> {
+  /**
+   * Calls a method from outside; a workflow is spawned and awaited. `signal` gives up the
+   * call (a client that went away): the method's `ctx.signal` aborts and nothing it did is
+   * committed; a spawned workflow goes on.
+   */
+  async call(target: CallTarget, request: unknown, signal: AbortSignal = new AbortController().signal): Promise<Outcome> {
     checkTarget(target);
     const version = this.#engine.version;
     const r = this.#executor.resolve(version, target);
-    if (r.method.kind === "workflow") return this.#engine.wait(await this.spawn(target, request));
-    const { outcome, committed } = await this.#executor.run(r, target.stateId, request, { version, signal: new AbortController().signal });
+    if (r.method.kind === "workflow") return this.#engine.wait(await this.spawn(target, request), signal);
+    const { outcome, committed } = await this.#executor.run(r, target.stateId, request, { version, signal });
     await committed;
     return outcome;
   }
@@ -244,6 +257,7 @@ export class Runtime {
   /** Stops: running attempts get `graceMs` to finish, then are left for recovery. */
   stop(options: { graceMs?: number } = {}): Promise<void> {
     this.#stopped ??= (async () => {
+      clearInterval(this.#keepAlive);
       await this.#engine.stop(options.graceMs ?? 2000);
       this.#commits.flush();
       this.#db.close();
@@ -252,6 +266,29 @@ export class Runtime {
     })();
     return this.#stopped;
   }
+}
+
+/**
+ * A check that the file at `path` is still the store this runtime opened: a store deleted or
+ * replaced under a running server would take every later write with it.
+ */
+function sameFile(path: string): () => void {
+  const opened = statSync(path);
+  let refused: StoreError | undefined;
+  return () => {
+    if (refused) throw refused;
+    let now: Stats | undefined;
+    try {
+      now = statSync(path);
+    } catch {
+      now = undefined;
+    }
+    if (now?.ino === opened.ino && now.dev === opened.dev) return;
+    refused = new StoreError(
+      `The store file ${path} was ${now ? "replaced" : "deleted"} while this runtime had it open; no write is accepted any more. Stop the runtime and restore the file.`,
+    );
+    throw refused;
+  };
 }
 
 function taskInfo(row: TaskRow & { rowid: number }): TaskInfo {

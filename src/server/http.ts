@@ -168,8 +168,13 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     if (at("/v1/call", "POST")) {
       const body = parse(CallBody, await readJson(req, limit, bodyTimeout), "call");
       authorize(req, "call", body);
+      // A client that goes away gives up its call: the method's ctx.signal aborts and nothing it did is committed.
+      const gone = new AbortController();
+      res.on("close", () => {
+        if (!res.writableFinished) gone.abort(new MendError("CLIENT_GONE", "The client closed its connection before the call ended."));
+      });
       try {
-        return send(res, 200, { outcome: await runtime.call(body, body.request) });
+        return send(res, 200, { outcome: await runtime.call(body, body.request, gone.signal) });
       } catch (e) {
         if (e instanceof MendError || e instanceof HttpError || isDiskFull(e)) throw e;
         const error = e as Error;
