@@ -39,9 +39,9 @@ function isIpLiteral(name: string): boolean {
 }
 
 /**
- * Whether a Host name may reach the server. On loopback: loopback names only. Beyond it,
- * as Vite's `server.allowedHosts`: loopback names, IP literals, the bound name, and the
- * allowed names. Either way a page on a foreign domain that rebinds its DNS to this
+ * Whether a Host name may reach the server. On loopback: loopback names and the allowed
+ * names. Beyond it, as Vite's `server.allowedHosts`: loopback names, IP literals, the bound
+ * name, and the allowed names. Either way a page on a foreign domain that rebinds its DNS to this
  * address sends its own name, and is refused.
  */
 export function isAllowedHost(name: string, options: GuardOptions): boolean {
