@@ -4,6 +4,8 @@ import { describe, expect, test } from "vitest";
 import { dueTime, MAX_DELAY_MS, normalUuidPrefix, shortestUniquePrefix } from "../src/api/task-id.js";
 import { DEFAULT_MAX_VALUE_BYTES, MAX_DEPTH, toStoredJson } from "../src/runtime/json.js";
 import type { TaskInfo } from "../src/runtime/runtime.js";
+import { MendError } from "../src/api/errors.js";
+import { errorAnswer, safeJson } from "../src/server/answer.js";
 import { jsonDepth } from "../src/server/read-json.js";
 import { cancelRefusal, cutLargeValues, isWaitingForCode, retryRefusal } from "../src/server/task-answers.js";
 import { isDiskFull } from "../src/store/open.js";
@@ -117,4 +119,22 @@ test("a full disk is recognised in an error or its cause", () => {
   expect(isDiskFull(new Error("wrapped", { cause: Object.assign(new Error("no space"), { code: "ENOSPC" }) }))).toBe(true);
   expect(isDiskFull(Object.assign(new Error("busy"), { code: "SQLITE_BUSY" }))).toBe(false);
   expect(isDiskFull(undefined)).toBe(false);
+});
+
+describe("answers", () => {
+  test("formatting an answer cannot throw, even for a value mutated into a cycle after it was checked", () => {
+    const response: Record<string, unknown> = { a: 1, big: 2n };
+    response.self = response;
+    expect(JSON.parse(safeJson({ outcome: { status: "COMPLETED", response } }))).toEqual({ outcome: { status: "COMPLETED", response: { a: 1, big: "2", self: "[Circular]" } } });
+  });
+
+  test("which status an error leaves the server with", () => {
+    expect(errorAnswer(Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" }))).toEqual({
+      status: 507,
+      error: { code: "DISK_FULL", message: "The disk is full: nothing was written. Free some space and try again." },
+    });
+    expect(errorAnswer(new MendError("AMBIGUOUS_TASK", "x")).status).toBe(400);
+    expect(errorAnswer(new MendError("SOMETHING", "x")).status).toBe(500);
+    expect(errorAnswer("thrown")).toEqual({ status: 500, error: { code: "INTERNAL", message: "thrown" } });
+  });
 });
