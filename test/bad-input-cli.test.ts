@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ExternalContext } from "mend";
 import { Account } from "../fixtures/bank/src/api.js";
 import { copyFixture, mend, serve } from "./helpers/cli.js";
-import { tempDir, tempDirForFile } from "./helpers/temp.js";
+import { tempDir } from "./helpers/temp.js";
 
 let url: string;
 let notMend: Server;
@@ -24,7 +24,7 @@ async function listen(server: Server): Promise<string> {
 }
 
 beforeAll(async () => {
-  ({ url } = await serve(copyFixture("bank", tempDirForFile()), [], true));
+  ({ url } = await serve(copyFixture("bank", tempDir(true)), [], true));
   notMend = createServer((_req, res) => res.writeHead(200, { "content-type": "text/html" }).end("<html>a web page</html>"));
   notMendUrl = await listen(notMend);
   silent = createServer(() => {});

@@ -4,6 +4,7 @@ import { accessSync, constants, existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { MendError } from "../api/errors.js";
 import { Runtime } from "../runtime/runtime.js";
+import { handleUnownedErrors } from "../runtime/stray.js";
 import { buildApp } from "../server/build.js";
 import { startServer, type RunningServer } from "../server/http.js";
 import { loadBundle } from "../server/load.js";
@@ -81,6 +82,8 @@ export function registerServe(program: Command): void {
     .option("--max-connections <n>", "close connections beyond this many (default 1024)", parseCount)
     .action(async (o: ServeOptions) => {
       process.setSourceMapsEnabled(true);
+      // An error of the app's code outside any call or task is reported; the server goes on.
+      handleUnownedErrors((error) => console.error(`mend: an error outside any task or call: ${error.stack ?? error.message}`));
       const directory = stateDirectoryOf(o.stateDirectory, o.name);
       // A folder of this process's own: a second server on the same state must not overwrite it.
       const buildDir = join(directory, "build", String(process.pid));

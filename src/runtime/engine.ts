@@ -5,9 +5,10 @@ import { dueTime, TaskId, type When } from "../api/task-id.js";
 import type { CommitQueue } from "../store/commit-queue.js";
 import { FINISHED, type Statements, type TaskRow, type TaskStatus } from "../store/statements.js";
 import { retryDelay } from "./backoff.js";
-import { storedJsonOf, type Executor, type NewTask, type TaskHost } from "./executor.js";
+import { storedJsonOf, type EffectValidationEvent, type Executor, type NewTask, type TaskHost } from "./executor.js";
 import { toStoredJson } from "./json.js";
 import { Scheduler } from "./scheduler.js";
+import { runOwned, type ErrorOwner } from "./stray.js";
 import { NextIteration } from "./workflow.js";
 import type { CodeVersion } from "./version.js";
 
@@ -42,7 +43,7 @@ export interface EngineEvents {
   "task:finished": [{ taskId: TaskId; outcome: Outcome }];
   "store:error": [{ error: unknown }];
   /** A method ran twice under effect validation (RuntimeOptions.effectValidation). */
-  "effect-validation": [{ method: string; message: string }];
+  "effect-validation": [EffectValidationEvent];
 }
 
 export interface EngineOptions {
@@ -330,9 +331,17 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       await started;
       this.#emit("attempt:start", { taskId, method: task.method, attempt, version: version.id });
       const request: unknown = JSON.parse(task.request);
-      const { outcome, committed } = await this.#executor.run(r, task.stateId, request, {
-        version, signal: run.controller.signal, task: { taskId, attempt }, onComplete: end,
-      });
+      // An error the attempt's code lets escape where nobody awaits it fails this attempt.
+      const owner: ErrorOwner = {
+        fail: (error) => {
+          if (this.#running.get(task.uuid) !== run || run.controller.signal.aborted) return false;
+          run.controller.abort(error);
+          return true;
+        },
+      };
+      const { outcome, committed } = await runOwned(owner, () =>
+        this.#executor.run(r, task.stateId, request, { version, signal: run.controller.signal, task: { taskId, attempt }, onComplete: end }),
+      );
       if (run.cancelled) return;
       run.ending = outcome.status === "ABORTED" ? this.commits.commit(end(outcome)) : committed;
       await run.ending;

@@ -14,6 +14,7 @@ import { Engine, type EngineEvents } from "./engine.js";
 import { Executor, type EffectValidation } from "./executor.js";
 import { DEFAULT_MAX_VALUE_BYTES } from "./json.js";
 import { describeState, States } from "./states.js";
+import { catchStrayErrors, runOwned } from "./stray.js";
 import { CodeVersion } from "./version.js";
 
 export interface RuntimeOptions {
@@ -110,6 +111,7 @@ export class Runtime {
   #stopped: Promise<void> | undefined;
   /** A started runtime keeps its process alive until stop(), as a worker does. */
   #keepAlive: NodeJS.Timeout | undefined;
+  #stopCatching: (() => void) | undefined;
 
   private constructor(application: Application, options: RuntimeOptions) {
     if (!Application.is(application)) throw new MendError("INVALID_APPLICATION", "Runtime.start() needs an Application.");
@@ -141,6 +143,7 @@ export class Runtime {
     const runtime = new Runtime(application, options);
     runtime.#engine.recover();
     runtime.#keepAlive = setInterval(() => {}, 2 ** 30);
+    runtime.#stopCatching = catchStrayErrors();
     return runtime;
   }
 
@@ -199,9 +202,23 @@ export class Runtime {
     const version = this.#engine.version;
     const r = this.#executor.resolve(version, target);
     if (r.method.kind === "workflow") return this.#engine.wait(await this.spawn(target, request), signal);
-    const { outcome, committed } = await this.#executor.run(r, target.stateId, request, { version, signal });
-    await committed;
-    return outcome;
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    let running = true;
+    // An error the method's code lets escape where nobody awaits it fails this call.
+    const owner = { fail: (error: Error) => running && !controller.signal.aborted && (controller.abort(error), true) };
+    try {
+      const { outcome, committed } = await runOwned(owner, () =>
+        this.#executor.run(r, target.stateId, request, { version, signal: controller.signal }),
+      );
+      await committed;
+      return outcome;
+    } finally {
+      running = false;
+      signal.removeEventListener("abort", onAbort);
+    }
   }
 
   async spawn(target: CallTarget, request: unknown, when?: When): Promise<TaskId> {
@@ -259,6 +276,7 @@ export class Runtime {
     this.#stopped ??= (async () => {
       clearInterval(this.#keepAlive);
       await this.#engine.stop(options.graceMs ?? 2000);
+      this.#stopCatching?.();
       this.#commits.flush();
       this.#db.close();
       releaseHolder(this.path);

@@ -3,25 +3,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach } from "vitest";
 
-const made: string[] = [];
+const perTest: string[] = [];
+const perFile: string[] = [];
 afterEach(() => {
-  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+  for (const dir of perTest.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
-const madeForFile: string[] = [];
 afterAll(() => {
-  for (const dir of madeForFile.splice(0)) rmSync(dir, { recursive: true, force: true });
+  for (const dir of perFile.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-/** A temporary folder removed after the current test. */
-export function tempDir(): string {
+/** A temporary folder removed after the current test, or after the file with `forFile` (for a server the whole file uses). */
+export function tempDir(forFile = false): string {
   const dir = mkdtempSync(join(tmpdir(), "mend-test-"));
-  made.push(dir);
-  return dir;
-}
-
-/** A temporary folder removed after the current file: for a server that serves all its tests. */
-export function tempDirForFile(): string {
-  const dir = mkdtempSync(join(tmpdir(), "mend-test-"));
-  madeForFile.push(dir);
+  (forFile ? perFile : perTest).push(dir);
   return dir;
 }
