@@ -38,6 +38,8 @@ export interface EngineOptions {
   concurrency: number;
   /** Which waiting tasks are kept in memory. */
   window: WindowOptions;
+  /** The largest value stored (RuntimeOptions.maxValueBytes). */
+  maxValueBytes?: number;
 }
 
 function idOf(t: { stateType: string; stateId: string; uuid: string }): TaskId {
@@ -160,7 +162,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const now = Date.now();
     const task: NewTask = {
       uuid: TaskId.newUuid(), stateType: target.stateType, stateId: target.stateId, method: target.method,
-      request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`) ?? "{}",
+      request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`, this.options.maxValueBytes) ?? "{}",
       dueAt: dueTime(when, now), createdAt: now, parentUuid,
     };
     await this.commits.commit(() => {
