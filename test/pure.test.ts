@@ -23,6 +23,9 @@ describe("checkRequest", () => {
     expect(checkRequest({ host: "evil.example" }, loopback)).toMatchObject({ status: 403, code: "FORBIDDEN_HOST" });
     expect(checkRequest({}, loopback)).toMatchObject({ status: 403, code: "FORBIDDEN_HOST" });
     expect(checkRequest({ host: "evil.example" }, { loopback: false })).toMatchObject({ status: 403, code: "FORBIDDEN_HOST" });
+    // Names that only start or end like a loopback name are a rebinding attacker's own.
+    for (const host of ["127.0.0.1.evil.example", "localhost.evil.example", "127.0.0.1.evil.example:9991", "evil-localhost", "127.0.0.1evil.example", "[::1].evil.example"])
+      expect(checkRequest({ host }, loopback), host).toMatchObject({ status: 403, code: "FORBIDDEN_HOST" });
   });
   test("refuses cross-origin browser requests", () => {
     expect(checkRequest({ host: "localhost:9991", origin: "http://evil.example" }, loopback)).toMatchObject({ code: "CROSS_ORIGIN" });

@@ -11,7 +11,13 @@ export function isLoopbackHost(host: string): boolean {
 
 /** The host name of a Host header, without its port. */
 export function hostName(header: string): string {
-  if (header.startsWith("[")) return header.slice(0, header.indexOf("]") + 1);
+  if (header.startsWith("[")) {
+    // An IPv6 literal: `[addr]` or `[addr]:port`, nothing else after the bracket.
+    const end = header.indexOf("]");
+    const rest = header.slice(end + 1);
+    if (end < 0 || (rest !== "" && !/^:\d+$/.test(rest))) return header.toLowerCase();
+    return header.slice(0, end + 1).toLowerCase();
+  }
   return header.split(":")[0]!.toLowerCase();
 }
 
