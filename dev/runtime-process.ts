@@ -4,10 +4,9 @@ import { performance } from "node:perf_hooks";
 import { TaskId } from "../src/api/task-id.js";
 import { Runtime, type RuntimeOptions } from "../src/runtime/runtime.js";
 import { startServer, type RunningServer } from "../src/server/http.js";
-import { loadBundle } from "../src/server/load.js";
+import { loadApp } from "../src/server/load.js";
 import type { FromRuntime, RuntimeConfig, ToRuntime } from "./messages.js";
 
-process.setSourceMapsEnabled(true);
 const config = JSON.parse(process.argv[2] ?? "{}") as RuntimeConfig;
 const send = (message: FromRuntime) => process.send?.(message);
 
@@ -19,7 +18,7 @@ async function load(version: string, file: string, retryFailing = false): Promis
   const t0 = performance.now();
   let app;
   try {
-    app = loadBundle(file);
+    app = await loadApp(file);
   } catch (e) {
     return void send({ type: "load-failed", version, message: (e as Error).message });
   }

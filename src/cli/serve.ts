@@ -5,7 +5,7 @@ import { MendError } from "../api/errors.js";
 import { Runtime } from "../runtime/runtime.js";
 import { buildApp } from "../server/build.js";
 import { startServer } from "../server/http.js";
-import { loadBundle } from "../server/load.js";
+import { loadApp } from "../server/load.js";
 import { parseName, parsePort } from "./options.js";
 
 export interface ServeOptions {
@@ -40,7 +40,7 @@ export function registerServe(program: Command): void {
       const bundle = await buildApp(o.application, buildDir);
       let runtime: Runtime;
       try {
-        runtime = await Runtime.start(loadBundle(bundle), { directory });
+        runtime = await Runtime.start(await loadApp(bundle), { directory });
       } catch (e) {
         rmSync(buildDir, { recursive: true, force: true });
         throw e;

@@ -56,7 +56,7 @@ function oneLine(error: Error): string {
   return `${error.name}: ${error.message}`.split("\n")[0]!.slice(0, 500);
 }
 
-/** Runs tasks: due times, attempts, retries with backoff, cancel, waiting for results. */
+/** Runs tasks: due times, attempts, retries with backoff, cancel, waiting for results. @internal */
 export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   readonly #unfinished = new Map<string, LiveTask>();
   readonly #running = new Map<string, Running>();
@@ -392,6 +392,7 @@ function fromRow(row: TaskRow): LiveTask {
   };
 }
 
+/** @internal */
 export function outcomeOf(row: TaskRow): Outcome {
   if (!FINISHED.has(row.status)) throw new MendError("NOT_FINISHED", `Task ${row.uuid} has not finished.`);
   if (row.status === "COMPLETED") return { status: "COMPLETED", response: row.response === null ? undefined : JSON.parse(row.response) };

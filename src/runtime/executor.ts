@@ -88,7 +88,7 @@ const MAY_CALL: Record<Kind | "external", readonly Kind[]> = {
 
 const DONE = Promise.resolve();
 
-/** Runs one method of any kind with the right context, locks and commit. */
+/** Runs one method of any kind with the right context, locks and commit. @internal */
 export class Executor {
   readonly #locks = new KeyedMutex();
   readonly #transactions = new KeyedMutex();

@@ -10,6 +10,7 @@ interface Pending {
  * Group commit: every write asked for during one turn of the event loop runs in one
  * SQLite transaction, so one fsync covers them all. A caller's promise settles once its
  * write is durable; if the transaction fails, every caller in it hears so.
+ * @internal
  */
 export class CommitQueue {
   #pending: Pending[] = [];

@@ -65,7 +65,7 @@ export interface TaskFilter {
   limit: number;
 }
 
-/** Every SQL statement of the store, prepared once, named after what it does. */
+/** Every SQL statement of the store, prepared once, named after what it does. @internal */
 export function prepareStatements(db: Database.Database) {
   const s = (sql: string) => db.prepare(sql);
   const insertTask = s(`INSERT INTO tasks (uuid, state_type, state_id, method, request, status, due_at, created_at, updated_at, parent_uuid)
@@ -136,4 +136,5 @@ export function prepareStatements(db: Database.Database) {
   };
 }
 
+/** @internal */
 export type Statements = ReturnType<typeof prepareStatements>;
