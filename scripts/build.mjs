@@ -1,6 +1,11 @@
-// Builds dist/ from src/ and dev/ with esbuild: one ESM file per entry, packages external.
+// Builds dist/ from src/ and dev/: one ES module per entry with esbuild (packages
+// external), then the type declarations of the package (dist/types/, with declaration
+// maps) with tsc. `--no-types` skips the declarations (the demo and the benchmarks run
+// the JavaScript only).
 import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
 import { chmodSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 
 rmSync("dist", { recursive: true, force: true });
 
@@ -18,3 +23,8 @@ await build({
 });
 
 chmodSync("dist/cli.js", 0o755);
+
+if (!process.argv.includes("--no-types")) {
+  const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+  execFileSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { stdio: "inherit" });
+}

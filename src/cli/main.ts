@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from "commander";
+import { registerInit } from "./init.js";
 import { registerServe } from "./serve.js";
 import { registerTaskCommands } from "./task.js";
 import { registerDevCommands } from "../../dev/commands.js";
@@ -11,6 +12,7 @@ const program = new Command("mend")
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(`mend: ${text.replace(/^error: /, "")}`) });
 
+registerInit(program);
 registerServe(program);
 registerTaskCommands(program);
 registerDevCommands(program);

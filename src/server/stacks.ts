@@ -63,9 +63,9 @@ export function keepSourceMapWhile(bundle: string, anchors: readonly object[]): 
   for (const anchor of anchors) finalizer.register(anchor, url);
 }
 
-/** How many bundles have a map registered (for tests of the lifetime). */
-export function registeredMaps(): number {
-  return entries.size;
+/** The bundles whose maps are held now. */
+export function registeredMaps(): string[] {
+  return [...entries.keys()];
 }
 
 function mapOf(file: string | undefined | null): SourceMap | undefined {
@@ -105,18 +105,25 @@ export function isInternalFile(file: string, own: readonly string[] = [OWN_URL, 
 
 /**
  * Which frames to keep, given each frame's file (`undefined` for builtins such as
- * `Array.map`). Internal frames go; a builtin goes with the frame that called it; if
- * nothing would be left (an error of mend's own), every frame stays.
+ * `Array.map`). Internal frames go; a builtin goes with the frame that called it (or, at
+ * the bottom, the one it called); if no frame of the user's would be left (an error of
+ * mend's own), every frame stays.
  */
 export function framesToKeep(files: readonly (string | undefined)[], internal: (file: string) => boolean = isInternalFile): boolean[] {
-  const keep: boolean[] = new Array<boolean>(files.length).fill(true);
-  let callerKept = true;
-  for (let i = files.length - 1; i >= 0; i--) {
-    const file = files[i];
-    if (file) callerKept = keep[i] = !internal(file);
-    else keep[i] = callerKept;
-  }
-  return keep.some(Boolean) ? keep : keep.map(() => true);
+  const own = files.map((f) => (f ? !internal(f) : undefined));
+  const keep = own.map((k, i) => k ?? callerOf(own, i) ?? calleeOf(own, i) ?? true);
+  return own.some((k) => k === true) ? keep : keep.map(() => true);
+}
+
+/** Whether the nearest frame below `i` that has a file is kept (V8 lists callers below callees). */
+function callerOf(own: readonly (boolean | undefined)[], i: number): boolean | undefined {
+  for (let j = i + 1; j < own.length; j++) if (own[j] !== undefined) return own[j];
+  return undefined;
+}
+
+function calleeOf(own: readonly (boolean | undefined)[], i: number): boolean | undefined {
+  for (let j = i - 1; j >= 0; j--) if (own[j] !== undefined) return own[j];
+  return undefined;
 }
 
 type CallSiteInfo = NodeJS.CallSite;
@@ -154,12 +161,18 @@ function originalName(map: SourceMap, site: CallSiteInfo, caller: CallSiteInfo |
   return undefined;
 }
 
+/** Node marks its own errors with a symbol, on the error or one of its prototypes. */
+function isNodeError(error: unknown): boolean {
+  for (let o = error as object | null; o; o = Object.getPrototypeOf(o) as object | null)
+    if (Object.getOwnPropertySymbols(o).some((s) => s.description === "kIsNodeError")) return true;
+  return false;
+}
+
 function header(error: unknown): string {
   try {
     const e = error as { name?: unknown; code?: unknown; message?: unknown };
     // Node's own errors print their code: `TypeError [ERR_INVALID_ARG_TYPE]: …`.
-    const nodeError = Object.getOwnPropertySymbols(error as object).some((s) => s.description === "kIsNodeError");
-    if (nodeError) return `${String(e.name)} [${String(e.code)}]: ${String(e.message)}`;
+    if (isNodeError(error)) return `${String(e.name)} [${String(e.code)}]: ${String(e.message)}`;
     return Error.prototype.toString.call(error);
   } catch {
     return "Error";

@@ -9,7 +9,7 @@ export const GreeterServicer = Greeter.servicer({
     return { text: `${settings.greeting}, ${req.name}`, shout: shout(req.name), ...where };
   },
   async dive(ctx) {
-    collectGarbage();
+    await collectGarbage();
     return { depth: level1(1) };
   },
 });
