@@ -3,10 +3,13 @@
 import { performance } from "node:perf_hooks";
 import { TaskId } from "../src/api/task-id.js";
 import { Runtime, type RuntimeOptions } from "../src/runtime/runtime.js";
+import { handleUnownedErrors } from "../src/runtime/stray.js";
 import { startServer, type RunningServer } from "../src/server/http.js";
 import { loadApp } from "../src/server/load.js";
 import type { FromRuntime, RuntimeConfig, ToRuntime } from "./messages.js";
 
+// An error of the app's code outside any call or task is reported; the runtime goes on.
+handleUnownedErrors((error) => console.error(`mend: an error outside any task or call: ${error.stack ?? error.message}`));
 const config = JSON.parse(process.argv[2] ?? "{}") as RuntimeConfig;
 const send = (message: FromRuntime) => process.send?.(message);
 

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { atLeastOnce, atMostOnce, AtMostOnceFailedBeforeCompleting, NotAllowed, type TaskId } from "mend";
 import { aliasOf, describeStep, newScope } from "../src/runtime/memo.js";
+import { Account, Bank } from "../fixtures/bank/src/api.js";
+import bank from "../fixtures/bank/src/main.js";
 import { Flow, Shop, app, type At } from "./apps/workflows.js";
 import { next, start } from "./helpers/runtimes.js";
 
@@ -288,6 +290,19 @@ describe("effect validation", () => {
     expect(events.filter((e) => e.method === "Shop.charge")).toHaveLength(2);
     expect((await Shop.ref("s").get(rt.context())).charges).toEqual([5, 7, 7]);
     expect(rt.listTasks({ method: "note", limit: 10 })).toHaveLength(1);
+  });
+
+  test.each(["enabled", "quiet"] as const)("a transaction under '%s' applies its writes once, called directly and as a task", async (mode) => {
+    const rt = await start(bank, { effectValidation: mode });
+    const ctx = rt.context();
+    await Account.ref("alice").deposit(ctx, { amount: 10 });
+    await Bank.ref("b").transfer(ctx, { from: "alice", to: "bob", amount: 3 });
+    expect(await Account.ref("alice").balance(ctx)).toEqual({ balance: 7 });
+    expect(await Account.ref("bob").balance(ctx)).toEqual({ balance: 3 });
+    const { task } = await Bank.ref("b").spawn().transfer(ctx, { from: "alice", to: "bob", amount: 2 });
+    await task;
+    expect(await Account.ref("alice").balance(ctx)).toEqual({ balance: 5 });
+    expect(await Account.ref("bob").balance(ctx)).toEqual({ balance: 5 });
   });
 
   test("'quiet' says so once per method; 'disabled' (the default) runs once", async () => {
