@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test, vi } from "vitest";
-import { atLeastOnce, atMostOnce, AtMostOnceFailedBeforeCompleting, NotAllowed, type TaskId } from "mend";
+import { Application, atLeastOnce, atMostOnce, AtMostOnceFailedBeforeCompleting, defineApi, NotAllowed, z, type TaskId } from "mend";
 import { aliasOf, describeStep, newScope } from "../src/runtime/memo.js";
 import { Account, Bank } from "../fixtures/bank/src/api.js";
 import bank from "../fixtures/bank/src/main.js";
@@ -283,7 +283,7 @@ describe("effect validation", () => {
     rt.on("effect-validation", (e) => events.push(e));
     await Shop.ref("s").order(rt.context(), { amount: 5 });
     expect(points.count("order")).toBe(2);
-    expect(events).toEqual([{ method: "Shop.order", message: expect.stringContaining("Ran Shop.order twice") }]);
+    expect(events).toEqual([{ method: "Shop.order", message: expect.stringContaining("Ran Shop.order twice"), differences: [] }]);
     await Shop.ref("s").charge(rt.context(), { amount: 7 });
     await Shop.ref("s").charge(rt.context(), { amount: 7 });
     expect(points.count("charge")).toBe(4);
@@ -305,15 +305,38 @@ describe("effect validation", () => {
     expect(await Account.ref("bob").balance(ctx)).toEqual({ balance: 5 });
   });
 
-  test("'quiet' says so once per method; 'disabled' (the default) runs once", async () => {
+  test("'quiet' says nothing while a method's two runs agree, and names what differs when they do; 'disabled' (the default) runs once", async () => {
     const quiet = recorder();
     const rt = await start(app(quiet.at), { effectValidation: "quiet" });
-    const events: { method: string }[] = [];
+    const events: { method: string; message: string; differences: string[] }[] = [];
     rt.on("effect-validation", (e) => events.push(e));
     await Shop.ref("s").charge(rt.context(), { amount: 1 });
     await Shop.ref("s").charge(rt.context(), { amount: 1 });
     expect(quiet.count("charge")).toBe(4);
-    expect(events.map((e) => e.method)).toEqual(["Shop.charge"]);
+    expect(events).toEqual([]);
+
+    // A writer whose result depends on a counter in memory: each run leaves a different state.
+    let calls = 0;
+    const { Tally } = defineApi({
+      Tally: {
+        state: { n: z.number().default(0) },
+        methods: { tick: { kind: "writer", request: {}, response: { n: z.number() } } },
+      },
+    });
+    const tally = await start(
+      new Application({ servicers: [Tally.servicer({ async tick(ctx, state) { state.n = ++calls; return { n: state.n }; } })] }),
+      { effectValidation: "quiet" },
+    );
+    const seen: { method: string; message: string; differences: string[] }[] = [];
+    tally.on("effect-validation", (e) => seen.push(e));
+    expect(await Tally.ref("t").tick(tally.context())).toEqual({ n: 2 });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.method).toBe("Tally.tick");
+    expect(seen[0]!.differences).toEqual([
+      `its response differs (first COMPLETED {"n":1}, then COMPLETED {"n":2})`,
+      `it left Tally('t') differently (first {"n":1}, then {"n":2})`,
+    ]);
+    expect(seen[0]!.message).toMatch(/^Tally\.tick did not do the same thing on its two runs/);
 
     const plain = recorder();
     const other = await start(app(plain.at));

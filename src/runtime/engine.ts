@@ -5,7 +5,7 @@ import { dueTime, TaskId, type When } from "../api/task-id.js";
 import type { CommitQueue } from "../store/commit-queue.js";
 import { FINISHED, type Statements, type TaskRow, type TaskStatus } from "../store/statements.js";
 import { retryDelay } from "./backoff.js";
-import { storedJsonOf, type Executor, type NewTask, type TaskHost } from "./executor.js";
+import { storedJsonOf, type EffectValidationEvent, type Executor, type NewTask, type TaskHost } from "./executor.js";
 import { toStoredJson } from "./json.js";
 import { Scheduler } from "./scheduler.js";
 import { runOwned, type ErrorOwner } from "./stray.js";
@@ -43,7 +43,7 @@ export interface EngineEvents {
   "task:finished": [{ taskId: TaskId; outcome: Outcome }];
   "store:error": [{ error: unknown }];
   /** A method ran twice under effect validation (RuntimeOptions.effectValidation). */
-  "effect-validation": [{ method: string; message: string }];
+  "effect-validation": [EffectValidationEvent];
 }
 
 export interface EngineOptions {

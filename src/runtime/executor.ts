@@ -45,6 +45,8 @@ interface Effects {
   held: Map<string, () => void>;
   /** The instances read from memory (maybe not yet durable), with their epoch at the time. */
   reads: Map<string, number>;
+  /** The JSON of what was read, for effect validation. */
+  inputs: Map<string, string>;
   /** Who holds the locks: the transaction, across its runs. */
   owner: LockOwner;
   /** Set when a lock could not be taken without risking a deadlock: the transaction runs again. */
@@ -59,15 +61,30 @@ export interface RunOptions {
   onComplete?: (outcome: Outcome) => () => void;
   /** Effect validation's first run: nothing it does is committed. */
   trial?: boolean;
+  /** Effect validation: told what the run read and what it did, to compare its two runs. */
+  witness?: (seen: Witnessed) => void;
+}
+
+/** What a run read, and what it did: its response, state writes and scheduled tasks, as JSON. */
+export interface Witnessed {
+  input: string;
+  did: { response: string; writes: [string, string][]; tasks: string[] };
 }
 
 /** Run each reader, writer and transaction twice, the first run rolled back. */
 export type EffectValidation = "enabled" | "quiet" | "disabled";
 
+export interface EffectValidationEvent {
+  method: string;
+  message: string;
+  /** What the second run did differently from the first, one line each; empty when they agree. */
+  differences: string[];
+}
+
 export interface ExecutorOptions {
   effectValidation: EffectValidation;
-  /** Told each time a method ran twice ("enabled"), or the first time for each method ("quiet"). */
-  onEffectValidation: (event: { method: string; message: string }) => void;
+  /** Told each time a method ran twice ("enabled"), or only when its two runs did different things ("quiet"). */
+  onEffectValidation: (event: EffectValidationEvent) => void;
 }
 
 export interface RunResult {
@@ -116,7 +133,6 @@ export function storedJsonOf(outcome: Outcome): string | null {
 /** Runs one method of any kind with the right context, locks and commit. @internal */
 export class Executor {
   readonly #locks = new KeyedMutex();
-  readonly #validated = new Set<string>();
 
   constructor(
     private readonly sql: Statements,
@@ -177,6 +193,11 @@ export class Executor {
     const state = buffered ? this.states.parse(r.type, stateId, buffered.json) : this.states.committed(r.type, stateId);
     const ctx = new ReaderContext(this.#caller("reader", o, within), "reader", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
     const outcome = await this.#call(r, ctx, Object.freeze(state), request);
+    if (o.witness) {
+      const effects = newEffects();
+      effects.inputs.set(stateKey(r.type.name, stateId), JSON.stringify(state));
+      witness(o, effects, outcome);
+    }
     return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(), o.onComplete(outcome)) : DONE };
   }
 
@@ -189,8 +210,10 @@ export class Executor {
       const ctx = new WriterContext(this.#caller("writer", o, effects), "writer", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
       const outcome = await this.#call(r, ctx, state, request);
       if (o.signal.aborted) throw abortReason(o.signal);
+      if (outcome.status === "COMPLETED")
+        effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
+      witness(o, effects, outcome);
       if (outcome.status !== "COMPLETED" || o.trial) return { outcome, committed: DONE };
-      effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
       return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome)) };
     } finally {
       release();
@@ -263,8 +286,10 @@ export class Executor {
     }
     if (effects.conflict) throw effects.conflict;
     if (o.signal.aborted) throw abortReason(o.signal);
+    if (outcome.status === "COMPLETED")
+      effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
+    witness(o, effects, outcome);
     if (outcome.status !== "COMPLETED" || o.trial) return { outcome, committed: DONE };
-    effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
     return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome)) };
   }
 
@@ -282,25 +307,31 @@ export class Executor {
 
   /**
    * Effect validation: runs the method once with nothing committed (its state change and
-   * scheduled tasks are dropped), then for real, so code that is not idempotent shows itself.
+   * scheduled tasks are dropped), then for real, and compares what the two runs did: code
+   * that is not idempotent shows itself.
    */
   async #twice(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
-    await this.#once(r, stateId, request, { version: o.version, signal: o.signal, task: o.task, trial: true });
+    let first: Witnessed | undefined;
+    let second: Witnessed | undefined;
+    await this.#once(r, stateId, request, { version: o.version, signal: o.signal, task: o.task, trial: true, witness: (w) => (first = w) });
+    const result = await this.#once(r, stateId, request, { ...o, witness: (w) => (second = w) });
     const method = `${r.type.name}.${r.method.name}`;
-    const quiet = this.options.effectValidation === "quiet";
-    if (!quiet || !this.#validated.has(method)) {
-      this.#validated.add(method);
+    // Runs that read different states (another writer came between them) are not compared.
+    const differences = first && second && first.input === second.input ? compareRuns(first, second) : [];
+    if (this.options.effectValidation === "enabled" || differences.length > 0) {
       const message =
-        `Ran ${method} twice to validate its effects; the first run was rolled back. ` +
-        "Any effect it has outside its state (an email, a counter in memory) happened twice: such effects belong in a workflow." +
-        (quiet ? " (Shown once per method; effect validation 'enabled' shows every run.)" : "");
+        differences.length > 0
+          ? `${method} did not do the same thing on its two runs (effect validation runs each method twice, the first run rolled back): ${differences.join("; ")}. ` +
+            "Code whose result depends on something outside its state (a counter in memory, the clock, randomness) behaves like this on every retry; such effects belong in a workflow."
+          : `Ran ${method} twice to validate its effects; the first run was rolled back and both did the same. ` +
+            "Any effect it has outside its state (an email, a counter in memory) happened twice: such effects belong in a workflow.";
       try {
-        this.options.onEffectValidation({ method, message });
+        this.options.onEffectValidation({ method, message, differences });
       } catch (e) {
         process.emitWarning(`A listener of effect-validation threw: ${String(e)}`);
       }
     }
-    return this.#once(r, stateId, request, o);
+    return result;
   }
 
   /** Calls the user's code and turns its result or declared error into an outcome. */
@@ -333,7 +364,9 @@ export class Executor {
   #read(effects: Effects, r: ResolvedMethod, stateId: string): Record<string, unknown> {
     const key = stateKey(r.type.name, stateId);
     effects.reads.set(key, this.states.epochOf(key));
-    return this.states.latest(r.type, stateId);
+    const json = this.states.latestJson(r.type.name, stateId);
+    effects.inputs.set(key, json ?? "");
+    return this.states.parse(r.type, stateId, json);
   }
 
   #commit(effects: Effects, extra?: () => void): Promise<void> {
@@ -430,6 +463,33 @@ function abortable<T>(result: T | Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+function witness(o: RunOptions, effects: Effects, outcome: Outcome): void {
+  if (!o.witness) return;
+  o.witness({
+    input: JSON.stringify([...effects.inputs]),
+    did: {
+      response: `${outcome.status} ${storedJsonOf(outcome) ?? ""}`,
+      writes: [...effects.writes.values()].map((w) => [describeState(w.type, w.id), w.json]),
+      tasks: effects.tasks.map((t) => `${describeState(t.stateType, t.stateId)}.${t.method}(${t.request}) in ${t.dueAt - t.createdAt} ms`),
+    },
+  });
+}
+
+/** What the second run did differently, one line each. */
+export function compareRuns(first: Witnessed, second: Witnessed): string[] {
+  const cut = (text: string) => (text.length > 120 ? `${text.slice(0, 119)}…` : text);
+  const out: string[] = [];
+  if (first.did.response !== second.did.response)
+    out.push(`its response differs (first ${cut(first.did.response)}, then ${cut(second.did.response)})`);
+  const before = new Map(first.did.writes);
+  for (const [state, json] of second.did.writes)
+    if (before.get(state) !== json) out.push(`it left ${state} differently (first ${cut(before.get(state) ?? "unchanged")}, then ${cut(json)})`);
+  for (const [state] of first.did.writes) if (!second.did.writes.some(([s]) => s === state)) out.push(`only its first run changed ${state}`);
+  if (first.did.tasks.join("\n") !== second.did.tasks.join("\n"))
+    out.push(`it scheduled different tasks (first [${cut(first.did.tasks.join(", "))}], then [${cut(second.did.tasks.join(", "))}])`);
+  return out;
+}
+
 /** Why a signal aborted: a cancel, a stop, a deadline. */
 function abortReason(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new Cancelled();
@@ -454,7 +514,7 @@ function withDeadline(parent: AbortSignal, ms: number, what: string): { signal: 
 }
 
 function newEffects(owner: LockOwner = newOwner(false)): Effects {
-  return { writes: new Map(), tasks: [], held: new Map(), reads: new Map(), owner };
+  return { writes: new Map(), tasks: [], held: new Map(), reads: new Map(), inputs: new Map(), owner };
 }
 
 export { describeState, CALLER };
