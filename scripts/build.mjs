@@ -1,7 +1,6 @@
 // Builds dist/ from src/ and dev/: one ES module per entry with esbuild (packages
 // external), then the type declarations of the package (dist/types/, with declaration
-// maps) with tsc. `--no-types` skips the declarations (the demo and the benchmarks run
-// the JavaScript only).
+// maps) with tsc, so that every build of dist/ is one that `npm pack` may ship.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
 import { chmodSync, rmSync } from "node:fs";
@@ -24,7 +23,5 @@ await build({
 
 chmodSync("dist/cli.js", 0o755);
 
-if (!process.argv.includes("--no-types")) {
-  const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
-  execFileSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { stdio: "inherit" });
-}
+const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+execFileSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { stdio: "inherit" });

@@ -6,6 +6,7 @@ import { describe, expect, test } from "vitest";
 import { Builder, isServiceGone } from "../dev/builder.js";
 import { importMetaPrefix, isPackageFile, withImportMeta } from "../src/server/app-plugin.js";
 import { buildApp } from "../src/server/build.js";
+import { resolveFrom } from "../src/server/shared.js";
 import { tempDir } from "./helpers/temp.js";
 
 describe("import.meta per file", () => {
@@ -30,6 +31,15 @@ describe("import.meta per file", () => {
     const { a, b } = (await import(pathToFileURL(bundle).href)) as { a: string[]; b: string[] };
     expect(a).toEqual([pathToFileURL(join(dir, "src/a.ts")).href, join(dir, "src"), join(dir, "src/a.ts")]);
     expect(b).toEqual([pathToFileURL(join(dir, "src/lib/b.ts")).href, join(dir, "src/lib"), join(dir, "src/lib/b.ts")]);
+  });
+
+  test("import.meta.resolve: paths and URLs from the file, builtins by name, packages from the project", () => {
+    expect(resolveFrom("./data.json", "file:///app/src/a.ts")).toBe("file:///app/src/data.json");
+    expect(resolveFrom("../x.js", "file:///app/src/a.ts")).toBe("file:///app/x.js");
+    expect(resolveFrom("fs", "file:///app/src/a.ts")).toBe("node:fs");
+    expect(resolveFrom("node:path", "file:///app/src/a.ts")).toBe("node:path");
+    expect(resolveFrom("https://example.com/a.js", "file:///app/src/a.ts")).toBe("https://example.com/a.js");
+    expect(resolveFrom("zod", "file:///app/src/a.ts")).toMatch(/^file:\/\/.*\/node_modules\/zod\/.+\.js$/);
   });
 
   test("packages are imported by their files' URLs, builtins by name", async () => {
