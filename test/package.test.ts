@@ -4,6 +4,7 @@
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
+import { TSX } from "../src/cli/init.js";
 import { npmInstall, packMend, root, run, Running } from "./helpers/project.js";
 import { tempDir } from "./helpers/temp.js";
 
@@ -70,10 +71,16 @@ describe("the packed package", () => {
     await run(join(dir, "node_modules/.bin/tsc"), ["-p", ".", "--skipLibCheck"], dir);
     // npm 11 has nothing left to ask about install scripts.
     expect((await run("npm", ["approve-scripts", "--allow-scripts-pending"], dir)).all).toContain("No packages with unreviewed install scripts");
+    // For client scripts (Node 20 runs no .ts file).
+    await npmInstall(dir, [`tsx@${TSX}`]);
 
     const dev = new Running(join(dir, "node_modules/.bin/mend"), ["dev", "run", "--port", "0", "--name", "bank"], dir);
     const [, url] = await dev.until(/serving bank at (http:\/\/\S+)/);
     await dev.until(/v1 ready in \d+ ms/);
+    // The README's client example runs on Node 20 with tsx, against this server.
+    writeFileSync(join(dir, "src/client.ts"), CLIENT.replace("http://127.0.0.1:9991", url!));
+    await run(join(dir, "node_modules/.bin/tsx"), ["src/client.ts"], dir);
+    await dev.until(/✓ Account\('alice'\)\.welcomeEmail \[\w+\] completed on v1/);
     const spawned = await fetch(`${url}/v1/tasks`, {
       method: "POST",
       headers: { "content-type": "application/json" },

@@ -6,7 +6,7 @@ import { MendError } from "../api/errors.js";
 import { initFiles, projectName, type TemplateVersions } from "./init-templates.js";
 
 /** tsx runs TypeScript scripts on Node 20, which cannot; mend itself does not depend on it. */
-const TSX = "^4.21.0";
+export const TSX = "^4.21.0";
 
 interface PackageJson {
   name?: string;
