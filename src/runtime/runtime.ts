@@ -12,6 +12,7 @@ import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, t
 import { Engine, type EngineEvents } from "./engine.js";
 import { Executor, type EffectValidation } from "./executor.js";
 import { States } from "./states.js";
+import { DEFAULT_WINDOW, type WindowOptions } from "./window.js";
 import { catchStrayErrors, runOwned } from "./stray.js";
 import { CodeVersion } from "./version.js";
 
@@ -24,6 +25,13 @@ export interface RuntimeOptions {
   synchronous?: "FULL" | "NORMAL";
   /** At most this many task attempts run at once. @defaultValue 256 */
   concurrency?: number;
+  /**
+   * Which waiting tasks are kept in memory: those due within `ms`, at most `tasks` of them.
+   * Every other waiting task stays in the store and is read when its time comes, so memory
+   * does not grow with the number of waiting tasks.
+   * @defaultValue `{ ms: 60000, tasks: 10000 }`
+   */
+  window?: Partial<WindowOptions>;
   /** The id of the first code version. @defaultValue "v1" */
   version?: string;
   /**
@@ -98,7 +106,10 @@ export class Runtime {
     this.#db = openStore(this.path, { synchronous: options.synchronous });
     this.#sql = prepareStatements(this.#db);
     this.#commits = new CommitQueue(this.#db, { check: sameFile(this.path) });
-    this.#engine = new Engine(this.#sql, this.#commits, { concurrency });
+    const window = { ...DEFAULT_WINDOW, ...options.window };
+    if (!(window.ms > 0) || !Number.isInteger(window.tasks) || window.tasks < 1)
+      throw new MendError("INVALID_OPTION", "window needs ms > 0 and an integer tasks >= 1.");
+    this.#engine = new Engine(this.#sql, this.#commits, { concurrency, window });
     this.#executor = new Executor(this.#sql, this.#commits, new States(this.#sql), this.#engine, {
       effectValidation,
       onEffectValidation: (event) => this.#engine.emit("effect-validation", event),
@@ -124,6 +135,14 @@ export class Runtime {
   get synchronous(): "FULL" | "NORMAL" | "OFF" | "EXTRA" {
     const level = this.#db.pragma("synchronous", { simple: true }) as number;
     return (["OFF", "NORMAL", "FULL", "EXTRA"] as const)[level]!;
+  }
+
+  /**
+   * The tasks held in memory: those due soon (see `window`) and those running. It does not
+   * grow with the number of tasks waiting in the store.
+   */
+  get inMemory(): { waiting: number; running: number } {
+    return this.#engine.inMemory;
   }
 
   /** The code version new attempts run. */

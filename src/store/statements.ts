@@ -84,7 +84,13 @@ export function prepareStatements(db: Database.Database) {
   const rescheduleTask = s(`UPDATE tasks SET due_at = @due_at, backoff_step = 0, updated_at = @now WHERE uuid = @uuid`);
   const getTask = s(`SELECT * FROM tasks WHERE uuid = ?`);
   const listAttempts = s(`SELECT * FROM attempts WHERE task_uuid = ? ORDER BY number`);
-  const unfinishedTasks = s(`SELECT * FROM tasks WHERE status NOT IN ('COMPLETED', 'ABORTED', 'CANCELLED') ORDER BY rowid`);
+  // Keyset paging over the due index: the tasks due after (due_at, uuid) = (@due, @uuid), up to @until.
+  const dueTasks = s(`SELECT * FROM tasks WHERE due_at IS NOT NULL AND (due_at, uuid) > (@due, @uuid) AND due_at <= @until
+    ORDER BY due_at, uuid LIMIT @limit`);
+  const retryFailing = s(`UPDATE tasks SET due_at = @now, backoff_step = 0, updated_at = @now
+    WHERE status = 'SCHEDULED_RETRY' RETURNING uuid, state_type, state_id`);
+  const retryTask = s(`UPDATE tasks SET due_at = @now, backoff_step = 0, updated_at = @now
+    WHERE uuid = @uuid AND status IN ('SCHEDULED', 'SCHEDULED_RETRY', 'SCHEDULED_ITERATION')`);
   const interruptAttempts = s(`UPDATE attempts SET outcome = 'INTERRUPTED', ended_at = @now,
     error_message = 'The process stopped during this attempt.' WHERE ended_at IS NULL`);
   const iterateTask = s(`UPDATE tasks SET status = 'SCHEDULED_ITERATION', due_at = @due_at, iteration = @iteration,
@@ -122,7 +128,13 @@ export function prepareStatements(db: Database.Database) {
     rescheduleTask: (uuid: string, dueAt: number, now: number) => (fault("store.rescheduleTask"), rescheduleTask.run({ uuid, due_at: dueAt, now })),
     getTask: (uuid: string) => getTask.get(uuid) as TaskRow | undefined,
     listAttempts: (uuid: string) => listAttempts.all(uuid) as AttemptRow[],
-    unfinishedTasks: () => unfinishedTasks.all() as TaskRow[],
+    /** Tasks that can run, due after the key (due, uuid) and at the latest at `until`, in due order. */
+    dueTasks: (after: { due: number; uuid: string }, until: number, limit: number) =>
+      dueTasks.all({ due: after.due, uuid: after.uuid, until, limit }) as TaskRow[],
+    /** Every failing task, due now and its backoff reset: the ids of those it changed. */
+    retryFailing: (now: number) => (fault("store.retryFailing"), retryFailing.all({ now }) as { uuid: string; state_type: string; state_id: string }[]),
+    /** A task that has not started, or is failing, due now; false if it is running or finished. */
+    retryTask: (uuid: string, now: number) => (fault("store.retryTask"), retryTask.run({ uuid, now }).changes > 0),
     interruptAttempts: (now: number) => interruptAttempts.run({ now }),
     iterateTask: (uuid: string, dueAt: number, iteration: number, now: number) =>
       (fault("store.iterateTask"), iterateTask.run({ uuid, due_at: dueAt, iteration, now })),
