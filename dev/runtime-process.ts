@@ -5,10 +5,9 @@ import { TaskId } from "../src/api/task-id.js";
 import { Runtime, type RuntimeOptions } from "../src/runtime/runtime.js";
 import { handleUnownedErrors } from "../src/runtime/stray.js";
 import { startServer, type RunningServer } from "../src/server/http.js";
-import { loadBundle } from "../src/server/load.js";
+import { loadApp } from "../src/server/load.js";
 import type { FromRuntime, RuntimeConfig, ToRuntime } from "./messages.js";
 
-process.setSourceMapsEnabled(true);
 // An error of the app's code outside any call or task is reported; the runtime goes on.
 handleUnownedErrors((error) => console.error(`mend: an error outside any task or call: ${error.stack ?? error.message}`));
 const config = JSON.parse(process.argv[2] ?? "{}") as RuntimeConfig;
@@ -22,7 +21,7 @@ async function load(version: string, file: string, retryFailing = false): Promis
   const t0 = performance.now();
   let app;
   try {
-    app = loadBundle(file);
+    app = await loadApp(file);
   } catch (e) {
     return void send({ type: "load-failed", version, message: (e as Error).message });
   }

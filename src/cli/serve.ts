@@ -7,7 +7,7 @@ import { Runtime } from "../runtime/runtime.js";
 import { handleUnownedErrors } from "../runtime/stray.js";
 import { buildApp } from "../server/build.js";
 import { startServer, type RunningServer } from "../server/http.js";
-import { loadBundle } from "../server/load.js";
+import { loadApp } from "../server/load.js";
 import { isDiskFull } from "../store/open.js";
 import { applicationUrlExportLine } from "./application-url.js";
 import { parseCount, parseName, parsePort } from "./options.js";
@@ -98,7 +98,7 @@ export function registerServe(program: Command): void {
         rmSync(buildDir, { recursive: true, force: true });
       });
       try {
-        runtime = await Runtime.start(loadBundle(await build(o.application, buildDir)), { directory });
+        runtime = await Runtime.start(await loadApp(await build(o.application, buildDir)), { directory });
         server = await startServer(runtime, {
           host: o.host,
           port: o.port,
