@@ -321,17 +321,9 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const run: Running = { task, controller: new AbortController(), attempt, cancelled: false, idle: false };
     this.#running.set(task.uuid, run);
     const startedAt = Date.now();
-    // The method runs at once; its start is recorded by the next group commit, which a quick
-    // method's end joins. Both carry the task's key: if the start fails, its end fails too.
+    // The task's writes carry its key into the group commit: one that fails takes the later ones with it.
     const keys = [`task\u0000${task.uuid}`];
     const started = this.commits.commit(() => this.sql.startTask(task.uuid, attempt, version.id, startedAt), keys);
-    const announced = started.then(
-      () => this.listenerCount("attempt:start") > 0 && this.#emit("attempt:start", { taskId, method: task.method, attempt, version: version.id }),
-      (error: unknown) => {
-        this.#emit("store:error", { error });
-        run.controller.abort(error);
-      },
-    );
     // The time limit is kept here, on the attempt's own signal.
     const limit = Number.isFinite(r.timeoutMs)
       ? setTimeout(() => run.controller.abort(new DeadlineExceeded(`${task.stateType}.${task.method}`, r.timeoutMs)), r.timeoutMs)
@@ -353,6 +345,9 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       };
     };
     try {
+      // The method runs once its attempt is on record: a crash from here on leaves it INTERRUPTED.
+      await started;
+      if (this.listenerCount("attempt:start") > 0) this.#emit("attempt:start", { taskId, method: task.method, attempt, version: version.id });
       const request: unknown = JSON.parse(task.request);
       // An error the attempt's code lets escape where nobody awaits it fails this attempt.
       const owner: ErrorOwner = {
@@ -371,14 +366,12 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       if (run.cancelled) return;
       run.ending = outcome.status === "ABORTED" ? this.commits.commit(end(outcome), keys) : committed;
       await run.ending;
-      await announced;
       this.#release(task.uuid);
       if (this.listenerCount("attempt:end") > 0)
         this.#emit("attempt:end", { taskId, method: task.method, attempt, version: version.id, outcome: outcome.status === "COMPLETED" ? "COMPLETED" : "ABORTED" });
       this.#finish(taskId, outcome);
     } catch (thrown) {
       clearTimeout(limit);
-      await announced;
       await this.#cancelling.get(task.uuid)?.catch(() => {});
       if (run.cancelled) return;
       if (thrown instanceof NextIteration) return this.#iterate(task, attempt, version, thrown, r.retry);
