@@ -74,6 +74,22 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX tasks_by_method ON tasks (method);
   CREATE INDEX attempts_open ON attempts (task_uuid) WHERE ended_at IS NULL;
   `,
+  // 4: calls made idempotently from outside (`.idempotently()` on an ExternalContext or a
+  // runtime context, an HTTP idempotency key, the calls of `initialize`): one row per seed
+  // and alias, kept with the store, so a repeat gets the recorded result.
+  `
+  CREATE TABLE idempotency (
+    seed       TEXT NOT NULL,
+    alias      TEXT NOT NULL,
+    kind       TEXT NOT NULL,       -- call, spawn or initialize
+    step       TEXT NOT NULL,       -- what the key stands for, e.g. Account('alice').deposit()
+    request    TEXT NOT NULL,       -- JSON of the validated request: a repeat must ask the same
+    status     TEXT NOT NULL,       -- completed or failed (a declared error)
+    value      TEXT,                -- JSON: the response, { error, message }, or a task id
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (seed, alias)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /** 'mend' in ASCII: marks an SQLite file as a mend store. */
