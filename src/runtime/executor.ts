@@ -215,7 +215,10 @@ export class Executor {
   async #reader(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, within?: Effects): Promise<RunResult> {
     const buffered = within?.writes.get(stateKey(r.type.name, stateId));
     const json = buffered ? buffered.json : this.states.committedJson(r.type.name, stateId);
-    if (r.type.constructors.length > 0) checkConstructed(r, stateId, json !== undefined);
+    if (r.type.constructors.length > 0) {
+      const refused = constructedProblem(r, stateId, json !== undefined);
+      if (refused) return { outcome: this.#aborted(r, refused), committed: DONE };
+    }
     const state = this.states.parse(r.type, stateId, json);
     const ctx = new ReaderContext(this.#caller("reader", o, within), "reader", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt, o.auth);
     const outcome = await this.#call(r, ctx, Object.freeze(state), request);
@@ -232,7 +235,13 @@ export class Executor {
     const effects = newEffects(newOwner(false), o.witness !== undefined);
     const release = await this.#locks.acquire(key, effects.owner, o.signal);
     try {
-      const state = this.#read(effects, r, stateId);
+      let state: Record<string, unknown>;
+      try {
+        state = this.#read(effects, r, stateId);
+      } catch (e) {
+        if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
+        throw e;
+      }
       const ctx = new WriterContext(this.#caller("writer", o, effects), "writer", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt, o.auth);
       const outcome = await this.#call(r, ctx, state, request);
       if (o.signal.aborted) throw abortReason(o.signal);
@@ -250,7 +259,13 @@ export class Executor {
   async #nestedWriter(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, tx: Effects): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
     await this.#join(tx, key, o.signal);
-    const state = this.#readWithin(tx, r, stateId, key);
+    let state: Record<string, unknown>;
+    try {
+      state = this.#readWithin(tx, r, stateId, key);
+    } catch (e) {
+      if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
+      throw e;
+    }
     const own: Effects = { ...tx, tasks: [] };
     const ctx = new WriterContext(this.#caller("writer", o, own), "writer", r.type.name, stateId, o.signal, undefined, undefined, o.auth);
     const outcome = await this.#call(r, ctx, state, request);
@@ -286,6 +301,7 @@ export class Executor {
       return { outcome, committed: DONE };
     } catch (e) {
       undo();
+      if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
       throw e;
     }
   }
@@ -342,7 +358,13 @@ export class Executor {
   async #transactionOnce(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, effects: Effects): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
     effects.held.set(key, await this.#locks.acquire(key, effects.owner, o.signal));
-    const state = this.#read(effects, r, stateId);
+    let state: Record<string, unknown>;
+    try {
+      state = this.#read(effects, r, stateId);
+    } catch (e) {
+      if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
+      throw e;
+    }
     const ctx = new TransactionContext(this.#caller("transaction", o, effects), "transaction", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt, o.auth);
     let outcome: Outcome;
     try {
@@ -639,10 +661,14 @@ export function compareRuns(first: Witnessed, second: Witnessed): string[] {
 }
 
 /** On a type with constructors: a constructor needs an instance that does not exist, any other method one that does. */
+function constructedProblem(r: ResolvedMethod, stateId: string, exists: boolean): StateAlreadyConstructed | StateNotConstructed | undefined {
+  if (r.method.factory) return exists ? new StateAlreadyConstructed(r.type.name, stateId) : undefined;
+  return exists ? undefined : new StateNotConstructed(r.type.name, stateId, r.type.constructors);
+}
+
 function checkConstructed(r: ResolvedMethod, stateId: string, exists: boolean): void {
-  if (r.method.factory) {
-    if (exists) throw new StateAlreadyConstructed(r.type.name, stateId);
-  } else if (!exists) throw new StateNotConstructed(r.type.name, stateId, r.type.constructors);
+  const problem = constructedProblem(r, stateId, exists);
+  if (problem) throw problem;
 }
 
 function capitalize(s: string): string {
