@@ -1,15 +1,22 @@
 import { watch, type FSWatcher } from "chokidar";
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import pc from "picocolors";
 import picomatch from "picomatch";
+import { crashReason, parkedLine, stuckReason, suspectLine, type StoppedTask } from "../src/cli/log-lines.js";
+import { TaskLog } from "../src/cli/task-log.js";
 import { Builder, type BuildResult } from "./builder.js";
-import type { FromRuntime, RuntimeConfig } from "./messages.js";
-import { attemptLine, readyLine } from "./output.js";
+import { holdStateDirectory, isAlive } from "./lock.js";
+import type { FromRuntime, RuntimeConfig, VersionInfo } from "./messages.js";
+import { effectValidationNotice, exportLine, noTaskLine, readyLine, rejectedLine } from "./output.js";
+import { diedByItself, Parked, RunningAttempts, Suspects } from "./running.js";
 import { serial } from "./serial.js";
 import { Supervisor, type Exit } from "./supervisor.js";
+import { TypeChecker } from "./typecheck.js";
+
 
 export interface DevRunOptions {
   application: string;
@@ -18,18 +25,25 @@ export interface DevRunOptions {
   port: number;
   host: string;
   stateDirectory: string;
+  adminSecret?: string;
   effectValidation?: string;
   /** `swap` loads new code into the running runtime; `restart` starts a new runtime for it. @defaultValue "swap" */
   reload?: "swap" | "restart";
+  /** A runtime that leaves a ping unanswered this long is stuck. @defaultValue 3000 */
+  hangTimeout?: number;
+  /** Run the app's TypeScript checker after each build. */
+  typecheck?: boolean;
 }
 
 interface Version {
   version: string;
   file: string;
+  info: VersionInfo;
 }
 
 interface Change {
   path: string;
+  /** performance.now() of the save. */
   at: number;
 }
 
@@ -40,14 +54,20 @@ const warn = (line: string) => console.error(line);
 export async function devRun(o: DevRunOptions): Promise<number> {
   const cwd = process.cwd();
   const entry = resolve(o.application);
+  const hangMs = o.hangTimeout ?? 3000;
   let directory: string;
   let temporary = false;
-  if (o.name) directory = join(resolve(o.stateDirectory), ".mend", o.name);
-  else {
+  let created = false; // this run made the state folder: one that fails to start leaves nothing
+  if (o.name) {
+    directory = join(resolve(o.stateDirectory), ".mend", o.name);
+    created = !existsSync(directory);
+  } else {
     directory = mkdtempSync(join(tmpdir(), "mend-dev-"));
     temporary = true;
     warn(pc.yellow(`mend: no --name, so state goes to ${directory} and is deleted on exit. Use --name NAME to keep it.`));
   }
+  // The watcher holds the state for its whole life, also while its runtime restarts.
+  const release = holdStateDirectory(directory, o.name ?? "this dev run");
   const show = (p: string) => relative(cwd, p) || p;
   // Each watcher builds into a folder of its own: a second one on the same state (which the
   // store will refuse) must not overwrite the first one's bundles.
@@ -56,80 +76,130 @@ export async function devRun(o: DevRunOptions): Promise<number> {
   const buildDir = join(buildRoot, String(process.pid));
   const builder = new Builder(entry, buildDir);
   const config: RuntimeConfig = { directory, host: o.host, port: o.port, effectValidation: o.effectValidation };
+  const taskLog = new TaskLog({ format: "text", dev: true, root: cwd });
+  const running = new RunningAttempts();
+  const suspects = new Suspects();
+  const parked = new Parked();
+  const checker = o.typecheck
+    ? new TypeChecker(fileURLToPath(new URL("./dev-typecheck.js", import.meta.url)), { appDir: cwd, entry, color: pc.isColorSupported }, log, warn)
+    : undefined;
 
   let current: Version | undefined; // the newest version a runtime accepted
   let latest: Version | undefined; // the newest good build that no runtime has rejected
-  let next = 1;
   let url: string | undefined;
   let fresh = true; // the runtime has no version loaded yet
   let finished: (code: number) => void = () => {};
   const done = new Promise<number>((resolve) => (finished = resolve));
-  const causes = new Map<string, Change[]>(); // version -> the saves that led to it
-  const failures = new Map<string, string>(); // task id -> last error message printed with its stack
 
-  const send = (v: Version) => supervisor.send({ type: "load", version: v.version, file: v.file });
+  // Versions are numbered per store: the runtime tells the last number before the first build is named.
+  let next: number | undefined;
+  let storeKnown: () => void = () => {};
+  const storeReady = new Promise<void>((resolve) => (storeKnown = resolve));
+  // A version's load, awaited before the next build is named, so that a rejected build's
+  // number goes to the next one.
+  let loading: { version: string; settle: () => void } | undefined;
+  const settleLoad = (version?: string) => {
+    if (loading && (version === undefined || loading.version === version)) {
+      loading.settle();
+      loading = undefined;
+    }
+  };
+
+  const send = (v: Version) => supervisor.send({ type: "load", version: v.version, file: v.file, info: v.info });
 
   const onLoaded = (m: Extract<FromRuntime, { type: "loaded" | "load-failed" }>) => {
     const v = latest?.version === m.version ? latest : current?.version === m.version ? current : undefined;
+    settleLoad(m.version);
     if (!v) return;
-    const changes = causes.get(m.version) ?? [];
-    causes.delete(m.version);
     if (m.type === "load-failed") {
-      warn(`${pc.red(`${m.version} rejected`)}: ${m.message}`);
+      warn(rejectedLine(v.info.changed, m.message));
       warn(current && current !== v ? `${current.version} keeps serving.` : "Waiting for a save that fixes it.");
       if (latest === v) latest = current;
-      if (v !== current) builder.remove(v.version);
+      if (v !== current) {
+        builder.remove(v.version);
+        next = Number(v.version.slice(1)); // its number goes to the next good build
+      }
       // A runtime that just started has nothing loaded: give it the last good version.
       if (fresh && current && current !== v) send(current);
       return;
     }
     fresh = false;
+    parked.loaded(v.version);
     if (current && current !== v) builder.remove(current.version);
     current = v;
+    const changes = causes.get(v.version) ?? [];
+    causes.delete(v.version);
     const started = changes.length > 0 ? Math.min(...changes.map((c) => c.at)) : undefined;
-    const ms = started === undefined ? m.ms : Date.now() - started;
-    log(readyLine(v.version, ms, [...new Set(changes.map((c) => show(c.path)))], m.retrying.length));
+    const ms = started === undefined ? m.ms : performance.now() - started;
+    log(readyLine(v.version, ms, v.info.changed, m.retrying.length));
   };
+  const causes = new Map<string, Change[]>(); // version -> the saves that led to it
 
   const onMessage = (m: FromRuntime) => {
-    if (m.type === "started") {
-      if (!url) log(`mend: serving ${o.name ?? "the application"} at ${m.url}`);
+    if (m.type === "store") {
+      next ??= m.lastVersion + 1;
+      storeKnown();
+    } else if (m.type === "started") {
+      if (!url) {
+        log(`mend: serving ${o.name ?? "the application"} at ${m.url}`);
+        if (o.port === 0) log(pc.dim(exportLine(m.url)));
+      }
       url = m.url;
       config.port = Number(new URL(m.url).port);
     } else if (m.type === "loaded" || m.type === "load-failed") onLoaded(m);
-    else if (m.type === "attempt") {
-      const r = m.report;
-      const first = r.outcome === "FAILED" && failures.get(r.taskId) !== r.error?.message;
-      if (r.outcome === "FAILED") failures.set(r.taskId, r.error?.message ?? "");
-      else failures.delete(r.taskId);
-      log(attemptLine(r, first).replaceAll(`${cwd}/`, ""));
-    } else if (m.type === "effect-validation") log(pc.dim(`  effect validation: ${m.message}`));
-    else if (m.type === "waiting") log(`  ${pc.yellow("…")} ${m.taskId} waits: ${m.reason}`);
-    else if (m.type === "fatal") {
+    else if (m.type === "attempt-start") {
+      running.start(m.start, performance.now());
+      parked.resumed(m.start.taskId);
+    } else if (m.type === "attempt") {
+      running.end(m.report.taskId);
+      suspects.cleared(m.report.taskId);
+      log(taskLog.attempt(m.report)!);
+    } else if (m.type === "waiting") log(taskLog.waiting(m));
+    else if (m.type === "effect-validation") {
+      // In quiet mode a line comes only when the two runs differed, which the event says in
+      // `difference`; the notice at start covers the rest.
+      if (o.effectValidation === "enabled" || m.difference !== undefined) log(pc.dim(`  effect validation: ${m.message}`));
+    } else if (m.type === "fatal") {
       warn(`mend: ${m.message}`);
-      void stop(1);
+      void stop(1, !url);
     }
   };
 
   let restarts = 0;
   const onExit = (exit: Exit) => {
     if (stopping) return;
+    const stopped = running.stopped(performance.now());
+    const v = latest ?? current;
     if (exit.planned) {
-      supervisor.start();
       // Restart reload mode: the new runtime retries failing tasks at once, as a swap does.
-      if (latest) supervisor.send({ type: "load", version: latest.version, file: latest.file, retryFailing: true });
+      config.recovery = { stoppedAt: exit.stoppedAt, park: v ? parked.forStart(v.version) : [] };
+      supervisor.start();
+      if (latest) supervisor.send({ type: "load", version: latest.version, file: latest.file, info: latest.info, retryFailing: true });
       return;
     }
     restarts++;
     fresh = true;
-    const v = latest ?? current;
+    settleLoad();
     warn(pc.red(`mend: the runtime ${exit.reason}; restarting it on ${v?.version ?? "the next good build"}`));
+    if (exit.stuck) {
+      if (stopped.length === 0) warn(noTaskLine(hangMs));
+      for (const t of stopped) park(t, stuckReason(hangMs));
+    } else if (diedByItself(exit)) {
+      const toPark = new Set(suspects.died(stopped.map((t) => t.taskId)));
+      const how = exit.reason;
+      for (const t of stopped) toPark.has(t.taskId) ? park(t, crashReason(how)) : warn(suspectLine(t));
+    }
+    config.recovery = { stoppedAt: exit.stoppedAt, park: v ? parked.forStart(v.version) : [] };
     // A runtime that dies again and again at start waits a little between starts.
     setTimeout(() => {
       if (stopping) return;
       supervisor.start();
       if (v) send(latest ?? v);
     }, restarts > 3 ? 1000 : 0);
+  };
+  const park = (t: StoppedTask, reason: string) => {
+    parked.park(t.taskId, t.version, reason);
+    warn(parkedLine(t, reason));
   };
 
   const supervisor = new Supervisor({
@@ -139,7 +209,9 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     // back: +40 MB of RSS over 300 reloads with no object leaked. 4 MB semi-spaces keep
     // the growth under 10 MB (npm run bench -- memory).
     execArgv: ["--max-semi-space-size=4"],
-    config,
+    config: () => config,
+    env: o.adminSecret ? { MEND_ADMIN_SECRET: o.adminSecret } : undefined,
+    stuckMs: hangMs,
     onMessage,
     onExit,
   });
@@ -170,7 +242,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     }
   };
   const recheck = () => {
-    for (const [p, seen] of mtimes) if (mtimeOf(p) !== seen) rebuild({ path: p, at: Date.now() });
+    for (const [p, seen] of mtimes) if (mtimeOf(p) !== seen) rebuild({ path: p, at: performance.now() });
   };
 
   const rebuild = serial<Change | undefined>(async (reasons) => {
@@ -184,13 +256,19 @@ export async function devRun(o: DevRunOptions): Promise<number> {
       return;
     }
     updateWatched(result);
-    const version = `v${next++}`;
+    checker?.check();
+    await storeReady;
+    if (stopping) return;
+    const version = `v${next!++}`;
     const superseded = latest !== current ? latest : undefined;
-    latest = { version, file: builder.write(version, result.code, result.map) };
+    const info = { changed: [...new Set(changes.map((c) => show(c.path)))], buildMs: result.ms };
+    latest = { version, file: builder.write(version, result.code, result.map), info };
     causes.set(version, changes);
     if (superseded) builder.remove(superseded.version);
+    const loaded = new Promise<void>((settle) => (loading = { version, settle }));
     if (o.reload === "restart" && current) supervisor.restart();
     else send(latest);
+    await loaded;
   }, 5);
 
   const debug = process.env.MEND_DEBUG ? (line: string) => warn(pc.dim(`[debug] ${line}`)) : () => {};
@@ -200,32 +278,39 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     const abs = resolve(path);
     // Before the first good build any file beside the entry may matter; after it, only what esbuild read.
     const relevant = watched.has(abs) || globs.some((m) => m(abs)) || (!current && abs.startsWith(dirname(entry)));
-    if (relevant) rebuild({ path: abs, at: Date.now() });
+    if (relevant) rebuild({ path: abs, at: performance.now() });
   });
 
   let stopping = false;
-  async function stop(code: number): Promise<void> {
+  /** Stops everything and removes what this run made; `failedToStart` also removes a state folder it created. */
+  async function stop(code: number, failedToStart = false): Promise<void> {
     if (stopping) return;
     stopping = true;
+    settleLoad();
     await watcher.close();
     await supervisor.stop();
     await builder.dispose();
+    await checker?.stop();
     rmSync(buildDir, { recursive: true, force: true });
-    if (temporary) rmSync(directory, { recursive: true, force: true });
+    removeIfEmpty(buildRoot);
+    release();
+    if (temporary || (failedToStart && created)) rmSync(directory, { recursive: true, force: true });
+    if (failedToStart && created) removeIfEmpty(dirname(directory)); // .mend/
     finished(code);
   }
 
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const)
+  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const)
     process.on(signal, () => {
       if (stopping) {
         supervisor.kill();
         process.exit(code);
       }
-      log(pc.dim("mend: stopping (Ctrl+C again to force)"));
+      log(pc.dim(signal === "SIGINT" ? "mend: stopping (Ctrl+C again to force)" : `mend: stopping (${signal})`));
       void stop(code);
     });
 
   log(`mend: building ${show(entry)}`);
+  if ((o.effectValidation ?? "quiet") === "quiet") log(effectValidationNotice());
   // The runtime boots while the first build runs.
   supervisor.start();
   await watcherReady(watcher);
@@ -248,12 +333,12 @@ function pruneBuilds(root: string): void {
   }
 }
 
-export function isAlive(pid: number): boolean {
+/** Removes a folder that nothing else uses: `build/` (a `mend serve` on the same state may build there), `.mend/`. */
+function removeIfEmpty(dir: string): void {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
+    rmdirSync(dir);
+  } catch {
+    // not empty, or gone
   }
 }
 

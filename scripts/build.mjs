@@ -5,7 +5,7 @@ import { chmodSync, rmSync } from "node:fs";
 rmSync("dist", { recursive: true, force: true });
 
 await build({
-  entryPoints: { index: "src/index.ts", cli: "src/cli/main.ts", "dev-runtime": "dev/runtime-process.ts" },
+  entryPoints: { index: "src/index.ts", cli: "src/cli/main.ts", "dev-runtime": "dev/runtime-process.ts", "dev-typecheck": "dev/typecheck-worker.ts" },
   outdir: "dist",
   bundle: true,
   splitting: true,

@@ -1,4 +1,7 @@
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import Database from "better-sqlite3";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { ExternalContext } from "mend";
@@ -53,6 +56,101 @@ describe("mend dev run", () => {
     expect(await dev.stop()).toBe(130);
   });
 
+  test("quiet effect validation says once at start that methods run twice, and nothing per method", async () => {
+    const { dev, ctx } = await startBank();
+    expect(await Account.ref("bob").deposit(ctx, { amount: 1 })).toEqual({ balance: 1 });
+    const { task } = await Account.ref("bob").spawn().welcomeEmail(ctx);
+    await task;
+    await dev.until(/✓ Account\('bob'\)\.welcomeEmail \[\w+\] completed on v1/);
+    expect(dev.output.match(/effect validation runs each reader, writer and transaction twice.*--effect-validation disabled turns it off\./g)).toHaveLength(1);
+    expect(dev.output).not.toContain("effect validation: Ran");
+  });
+
+  test("enabled effect validation prints every double run", async () => {
+    const { dev, ctx } = await startBank(["--name", "bank", "--effect-validation", "enabled"]);
+    await Account.ref("bob").deposit(ctx, { amount: 1 });
+    await dev.until(/effect validation: Ran Account\.deposit twice/);
+    expect(dev.output).not.toContain("turns it off");
+  });
+
+  test("on a port it picked, it prints the export line for the task CLI", async () => {
+    const { dev, url } = await startBank();
+    expect(dev.output).toContain(`\nexport MEND_APPLICATION_URL=${url}\n`);
+  });
+
+  test("code versions are numbered per store across runs; a rejected build uses no number", async () => {
+    const app = copyFixture("bank");
+    const first = new DevRun(app, ["--name", "bank"]);
+    await first.until(/v1 ready in \d+ ms\n/);
+    edit(format(app), BUG, FIX);
+    await first.until(/v2 ready in \d+ ms \(src\/format\.ts\)/);
+    edit(format(app), /^/, `throw new Error("broken at load");\n`);
+    await first.until(/Build rejected \(src\/format\.ts\)/);
+    expect(await first.stop()).toBe(130);
+
+    const second = new DevRun(app, ["--name", "bank"]);
+    await second.until(/Build rejected: The application threw while loading[\s\S]*Waiting for a save that fixes it\./);
+    edit(format(app), `throw new Error("broken at load");\n`, "");
+    await second.until(/v3 ready in \d+ ms \(src\/format\.ts\)/);
+    expect((await health(await second.url())).version).toBe("v3");
+    expect(await second.stop()).toBe(130);
+
+    const db = new Database(join(app, ".mend/bank/mend.sqlite"), { readonly: true });
+    const rows = db.prepare("SELECT number, changed, build_ms, load_ms, loaded_at FROM versions ORDER BY number").all() as {
+      number: number; changed: string; build_ms: number; load_ms: number; loaded_at: number;
+    }[];
+    db.close();
+    expect(rows.map((r) => [r.number, JSON.parse(r.changed)])).toEqual([[1, []], [2, ["src/format.ts"]], [3, ["src/format.ts"]]]);
+    for (const r of rows) {
+      expect(r.build_ms).toBeGreaterThan(0);
+      expect(r.load_ms).toBeGreaterThan(0);
+      expect(Math.abs(r.loaded_at - Date.now())).toBeLessThan(120_000);
+    }
+  });
+
+  test("SIGTERM and SIGHUP stop it cleanly, without speaking of Ctrl+C, and remove what it made", async () => {
+    for (const [signal, code] of [["SIGTERM", 143], ["SIGHUP", 129]] as const) {
+      const app = copyFixture("bank");
+      const dev = new DevRun(app);
+      const [, dir] = await dev.until(/no --name, so state goes to (\S+) and is deleted on exit/);
+      await dev.until(/v1 ready/);
+      dev.child.kill(signal);
+      expect((await dev.child).exitCode).toBe(code);
+      expect(dev.output).toContain(`mend: stopping (${signal})`);
+      expect(dev.output).not.toContain("Ctrl+C");
+      expect(existsSync(dir!)).toBe(false);
+    }
+  });
+
+  test("a dev run that cannot take its port fails at once and creates no store", async () => {
+    const app = copyFixture("bank");
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const dev = new DevRun(app, ["--name", "bank", "--port", String(port)]);
+      await dev.until(new RegExp(`mend: Port ${port} on 127\\.0\\.0\\.1 is in use; pick another with --port`));
+      expect((await dev.child).exitCode).toBe(1);
+      expect(existsSync(join(app, ".mend"))).toBe(false);
+    } finally {
+      taken.close();
+    }
+  });
+
+  test("--host beyond loopback works with MEND_ADMIN_SECRET or --admin-secret", async () => {
+    for (const [args, env] of [[[], { MEND_ADMIN_SECRET: "s3cr3t-env" }], [["--admin-secret", "s3cr3t-flag"], {}]] as const) {
+      const app = copyFixture("bank");
+      const dev = new DevRun(app, ["--name", "bank", "--host", "0.0.0.0", ...args], env);
+      await dev.until(/v1 ready/);
+      const url = (await dev.url()).replace("0.0.0.0", "127.0.0.1");
+      const secret = env.MEND_ADMIN_SECRET ?? args[1];
+      expect((await fetch(`${url}/v1/tasks`)).status).toBe(401);
+      expect((await fetch(`${url}/v1/tasks`, { headers: { authorization: `Bearer ${secret}` } })).status).toBe(200);
+      expect(dev.output).not.toContain(secret);
+      expect(await dev.stop()).toBe(130);
+    }
+  });
+
   test("a syntax error keeps the old version serving; the next good save loads", async () => {
     const { dev, ctx, format } = await startBank();
     edit(format, BUG, "const symbol = SYMBOLS[currency;");
@@ -83,13 +181,14 @@ describe("mend dev run", () => {
     const { dev, ctx, url, format } = await startBank();
     const THROWS = `throw new Error("broken at load");\n`;
     edit(format, /^/, THROWS);
-    await dev.until(/v2 rejected: The application threw while loading: Error: broken at load[\s\S]*?v1 keeps serving\./);
+    await dev.until(/Build rejected \(src\/format\.ts\): The application threw while loading: Error: broken at load[\s\S]*?v1 keeps serving\./);
     expect((await health(url)).version).toBe("v1");
     expect(await Account.ref("a").deposit(ctx, { amount: 1 })).toEqual({ balance: 1 });
     edit(format, THROWS, "");
-    // Each build has its own number: the rejected one was v2.
-    await dev.until(/v3 ready in \d+ ms \(src\/format\.ts\)/);
-    expect((await health(url)).version).toBe("v3");
+    // A rejected build does not use up a number.
+    await dev.until(/v2 ready in \d+ ms \(src\/format\.ts\)/);
+    expect((await health(url)).version).toBe("v2");
+    expect(dev.output).not.toMatch(/v3|v2 rejected/);
   });
 
   test.each([
@@ -137,13 +236,20 @@ describe("mend dev run", () => {
     await Account.ref("erin").deposit(new ExternalContext({ url: await first.url() }), { amount: 9 });
     expect(await first.stop()).toBe(130);
     expect(existsSync(join(app, ".mend/keep/mend.sqlite"))).toBe(true);
+    // A clean stop leaves no build folder and no holder behind.
+    expect(readdirSync(join(app, ".mend/keep")).sort()).toEqual(["mend.sqlite"]);
 
     const second = new DevRun(app, ["--name", "keep"]);
-    await second.until(/v1 ready/);
+    await second.until(/v2 ready/);
     expect(await Account.ref("erin").balance(new ExternalContext({ url: await second.url() }))).toEqual({ balance: 9 });
     const refused = await mend(["dev", "expunge", "--name", "keep", "--yes"], { cwd: app });
     expect(refused.exitCode).toBe(1);
     expect(refused.stderr).toMatch(/^mend: The state of keep is in use by process \d+; stop it first\.$/);
+    // Between two runtimes (the store's holder names a process that is gone) the watcher still holds it.
+    writeFileSync(join(app, ".mend/keep/mend.sqlite.holder"), JSON.stringify({ pid: deadPid(), command: "node", since: "" }));
+    const between = await mend(["dev", "expunge", "--name", "keep", "--yes"], { cwd: app });
+    expect([between.exitCode, between.stderr]).toEqual([1, `mend: The state of keep is in use by process ${second.child.pid}; stop it first.`]);
+    expect(existsSync(join(app, ".mend/keep/mend.sqlite"))).toBe(true);
     expect(await second.stop()).toBe(130);
 
     const unconfirmed = await mend(["dev", "expunge", "--name", "keep"], { cwd: app });
@@ -163,12 +269,19 @@ describe("mend dev run", () => {
     expect(existsSync(dir!)).toBe(false);
   });
 
-  test("a second server on the same state refuses with a clear error naming the holder", async () => {
+  test("a second dev run on the same state refuses with a clear error naming the first", async () => {
+    const { app, dev } = await startBank(["--name", "shared"]);
+    const second = new DevRun(app, ["--name", "shared"]);
+    await second.until(new RegExp(`^mend: The state of shared is in use by mend dev run \\(process ${dev.child.pid}, since \\S+\\); stop it first\\.$`, "m"));
+    expect((await second.child).exitCode).toBe(1);
+  });
+
+  test("a second server on the same store refuses with a clear error naming the holder", async () => {
     const { app, url } = await startBank(["--name", "shared"]);
     const holder = (await health(url)).pid;
-    const second = new DevRun(app, ["--name", "shared"]);
-    await second.until(new RegExp(`mend: The store .*\\.mend/shared/mend\\.sqlite is in use by process ${holder} \\(.*\\), since .*\\. Stop it first\\.`));
-    expect((await second.child).exitCode).toBe(1);
+    const served = await mend(["serve", "--application", "src/main.ts", "--name", "shared", "--port", "0"], { cwd: app });
+    expect(served.exitCode).toBe(1);
+    expect(served.stderr).toMatch(new RegExp(`mend: The store .*\\.mend/shared/mend\\.sqlite is in use by process ${holder} \\(.*\\), since .*\\. Stop it first\\.`));
   });
 
   test("--watch globs add files the build does not read; other files are ignored", async () => {
@@ -199,6 +312,17 @@ describe("mend dev run", () => {
     expect(growthMb).toBeLessThan(40);
   }, 120_000);
 });
+
+/** A process id that no process has now. */
+function deadPid(): number {
+  for (let pid = 4_000_000; ; pid--) {
+    try {
+      process.kill(pid, 0);
+    } catch (e) {
+      if ((e as { code?: string }).code === "ESRCH") return pid;
+    }
+  }
+}
 
 function format(app: string): string {
   return join(app, "src/format.ts");

@@ -1,4 +1,4 @@
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { MendError } from "../api/errors.js";
@@ -6,7 +6,9 @@ import { Runtime } from "../runtime/runtime.js";
 import { buildApp } from "../server/build.js";
 import { startServer } from "../server/http.js";
 import { loadBundle } from "../server/load.js";
+import type { LogFormat } from "./log-lines.js";
 import { parseName, parsePort } from "./options.js";
+import { reportAttempts, TaskLog } from "./task-log.js";
 
 export interface ServeOptions {
   application: string;
@@ -15,6 +17,7 @@ export interface ServeOptions {
   host: string;
   stateDirectory: string;
   adminSecret?: string;
+  logFormat: LogFormat;
 }
 
 /** Where a named application keeps its state. */
@@ -32,6 +35,7 @@ export function registerServe(program: Command): void {
     .option("--host <host>", "the address to bind; beyond loopback needs --admin-secret", "127.0.0.1")
     .option("--state-directory <dir>", "where .mend/ lives", ".")
     .option("--admin-secret <secret>", "required by the task endpoints (or MEND_ADMIN_SECRET)")
+    .addOption(new Option("--log-format <format>", "how failing attempts are logged to stderr: text, or JSON lines for log collectors").choices(["text", "json"]).default("text"))
     .action(async (o: ServeOptions) => {
       process.setSourceMapsEnabled(true);
       const directory = stateDirectoryOf(o.stateDirectory, o.name);
@@ -41,6 +45,7 @@ export function registerServe(program: Command): void {
       let runtime: Runtime;
       try {
         runtime = await Runtime.start(loadBundle(bundle), { directory });
+        logTasks(runtime, o.logFormat);
       } catch (e) {
         rmSync(buildDir, { recursive: true, force: true });
         throw e;
@@ -60,6 +65,17 @@ export function registerServe(program: Command): void {
         rmSync(buildDir, { recursive: true, force: true });
       });
     });
+}
+
+/** One line on stderr per attempt that fails or aborts, and for a task that completes after failing. */
+function logTasks(runtime: Runtime, format: LogFormat): void {
+  const log = new TaskLog({ format, dev: false, root: process.cwd() });
+  const write = (line: string | undefined) => line !== undefined && process.stderr.write(`${line}\n`);
+  reportAttempts(runtime, {
+    end: (r) => write(log.attempt(r)),
+    waiting: (w) => write(log.waiting(w)),
+    finished: (taskId) => log.forget(taskId),
+  });
 }
 
 /** First SIGINT/SIGTERM stops cleanly; a second forces. Exits with 128 + the signal's number. */

@@ -43,6 +43,20 @@ export interface EngineEvents {
   "effect-validation": [{ method: string; message: string }];
 }
 
+/**
+ * @internal How the previous process on this store stopped, told by whoever restarts it
+ * (`mend dev run`'s watcher): not an option for applications.
+ */
+export interface Recovery {
+  /** When that process stopped (ms since the epoch): its unfinished attempts ended then. @defaultValue now */
+  stoppedAt?: number;
+  /**
+   * Tasks not to start again: each is stored as waiting for new code, with `reason` as its
+   * error, so that the next load() or a retry starts it and a cancel ends it.
+   */
+  park?: { taskUuid: string; reason: string }[];
+}
+
 export interface EngineOptions {
   /** At most this many attempts run at once. @defaultValue 256 */
   concurrency: number;
@@ -98,14 +112,19 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     return this.#version;
   }
 
-  /** Resumes every unfinished task in the store; one that was STARTED runs again. */
-  recover(): void {
-    this.sql.interruptAttempts(Date.now());
+  /**
+   * Resumes every unfinished task in the store; one that was STARTED runs again, unless
+   * `recovery` parks it (see {@link Recovery}).
+   */
+  recover(recovery: Recovery = {}): void {
     const now = Date.now();
+    this.sql.interruptAttempts(Math.min(recovery.stoppedAt ?? now, now));
+    const parked = new Set<string>();
+    for (const p of recovery.park ?? []) if (this.sql.parkTask(p.taskUuid, p.reason, now).changes > 0) parked.add(p.taskUuid);
     for (const row of this.sql.unfinishedTasks()) {
       const task = fromRow(row);
       this.#unfinished.set(task.uuid, task);
-      this.#scheduler.add(task.uuid, row.status === "STARTED" || row.due_at === null ? now : row.due_at);
+      if (!parked.has(task.uuid)) this.#scheduler.add(task.uuid, row.status === "STARTED" || row.due_at === null ? now : row.due_at);
     }
   }
 
@@ -265,8 +284,9 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     task.status = "STARTED";
     const run: Running = { controller: new AbortController(), attempt, cancelled: false };
     this.#running.set(task.uuid, run);
-    const startedAt = Date.now();
-    const started = this.commits.commit(() => this.sql.startTask(task.uuid, attempt, version.id, startedAt));
+    // The start time is taken when the start is written, as the end time is: a start that
+    // waits for its group commit has not started yet.
+    const started = this.commits.commit(() => this.sql.startTask(task.uuid, attempt, version.id, Date.now()));
 
     const end = (outcome: Outcome) => {
       // A cancel being committed wins: this end, and a writer's change with it, is not committed.

@@ -8,8 +8,8 @@ import { MendError, TaskNotFound } from "../api/errors.js";
 import { TaskId, type When } from "../api/task-id.js";
 import { CommitQueue } from "../store/commit-queue.js";
 import { openStore, releaseHolder } from "../store/open.js";
-import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskRow } from "../store/statements.js";
-import { Engine, type EngineEvents } from "./engine.js";
+import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskRow, type VersionRow } from "../store/statements.js";
+import { Engine, type EngineEvents, type Recovery } from "./engine.js";
 import { Executor, type EffectValidation } from "./executor.js";
 import { States } from "./states.js";
 import { CodeVersion } from "./version.js";
@@ -33,6 +33,8 @@ export interface RuntimeOptions {
    * @defaultValue "disabled"
    */
   effectValidation?: EffectValidation;
+  /** @internal Set by `mend dev run` when it restarts a runtime; see {@link Recovery}. */
+  recovery?: Recovery;
 }
 
 const EFFECT_VALIDATION: readonly EffectValidation[] = ["enabled", "quiet", "disabled"];
@@ -105,7 +107,7 @@ export class Runtime {
   /** Opens the store (creating it if needed), loads the application and resumes every unfinished task. */
   static async start(application: Application, options: RuntimeOptions = {}): Promise<Runtime> {
     const runtime = new Runtime(application, options);
-    runtime.#engine.recover();
+    runtime.#engine.recover(options.recovery);
     return runtime;
   }
 
@@ -185,6 +187,11 @@ export class Runtime {
 
   listTasks(filter: TaskFilter): TaskInfo[] {
     return this.#sql.listTasks(filter).map(taskInfo);
+  }
+
+  /** @internal Records a code version `mend dev run` loaded (the dashboard shows them). */
+  recordVersion(version: VersionRow): Promise<void> {
+    return this.#commits.commit(() => this.#sql.recordVersion(version));
   }
 
   /** Stops: running attempts get `graceMs` to finish, then are left for recovery. */

@@ -62,6 +62,16 @@ export const MIGRATIONS: readonly string[] = [
 
   ALTER TABLE tasks ADD COLUMN iteration INTEGER NOT NULL DEFAULT 0;
   `,
+  // 3: the code versions \`mend dev run\` loaded, numbered per store across runs.
+  `
+  CREATE TABLE versions (
+    number    INTEGER PRIMARY KEY,  -- the N of vN
+    loaded_at INTEGER NOT NULL,     -- ms since the epoch
+    changed   TEXT NOT NULL,        -- JSON array of the files whose saves led to it
+    build_ms  REAL,
+    load_ms   REAL
+  );
+  `,
 ];
 
 /** 'mend' in ASCII: marks an SQLite file as a mend store. */

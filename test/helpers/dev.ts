@@ -17,8 +17,8 @@ export class DevRun {
   #cursor = 0;
   #listeners = new Set<() => void>();
 
-  constructor(cwd: string, args: string[] = []) {
-    this.child = spawnDev(cwd, args);
+  constructor(cwd: string, args: string[] = [], env: Record<string, string> = {}) {
+    this.child = spawnDev(cwd, args, env);
     running.push(this.child);
     this.child.all!.on("data", (chunk: Buffer) => {
       this.#output += chunk.toString();
@@ -79,12 +79,12 @@ export class DevRun {
   }
 }
 
-function spawnDev(cwd: string, args: string[]) {
+function spawnDev(cwd: string, args: string[], env: Record<string, string>) {
   return execa("node", [cli, "dev", "run", "--port", "0", ...args], {
     cwd,
     all: true,
     reject: false,
     stdin: "ignore",
-    env: { NO_COLOR: "1", FORCE_COLOR: "0" },
+    env: { NO_COLOR: "1", FORCE_COLOR: "0", ...env },
   });
 }
