@@ -41,13 +41,13 @@ describe("mend dev run", () => {
   test("a failing task with a 60 s backoff succeeds on the fix as soon as it is saved", async () => {
     const { dev, url, ctx, format } = await startBank();
     const { task } = await Account.ref("carol").spawn().statement(ctx);
-    await dev.until(/✗ Account\('carol'\)\.statement \[\w+\] failed on v1 \(attempt 1\): Error: Unknown currency 'usd' — retry in 60\.0 s/);
+    await dev.until(/✗ Account\('carol'\)\.statement \[[\w-]+\] failed on v1 \(attempt 1\): Error: Unknown currency 'usd' — retry in 60\.0 s/);
     // Printed with the stack mapped to the .ts source.
     await dev.until(/at formatBalance \(src\/format\.ts:5:\d+\)/);
     const savedAt = Date.now();
     edit(format, BUG, FIX);
     await dev.until(/v2 ready in \d+ ms \(src\/format\.ts\) — retrying 1 failing task/);
-    await dev.until(/✓ Account\('carol'\)\.statement \[\w+\] completed on v2 \(attempt 2\)/);
+    await dev.until(/✓ Account\('carol'\)\.statement \[[\w-]+\] completed on v2 \(attempt 2\)/);
     expect(await task).toEqual({ text: "Monthly statement for carol. Balance: $0.00" });
     const history = await attempts(url, task.taskId.taskUuid);
     expect(history.map((a) => [a.version, a.outcome])).toEqual([["v1", "FAILED"], ["v2", "COMPLETED"]]);
@@ -61,7 +61,7 @@ describe("mend dev run", () => {
     expect(await Account.ref("bob").deposit(ctx, { amount: 1 })).toEqual({ balance: 1 });
     const { task } = await Account.ref("bob").spawn().welcomeEmail(ctx);
     await task;
-    await dev.until(/✓ Account\('bob'\)\.welcomeEmail \[\w+\] completed on v1/);
+    await dev.until(/✓ Account\('bob'\)\.welcomeEmail \[[\w-]+\] completed on v1/);
     expect(dev.output.match(/effect validation runs each reader, writer and transaction twice.*--effect-validation disabled turns it off\./g)).toHaveLength(1);
     expect(dev.output).not.toContain("effect validation: Ran");
   });
@@ -205,7 +205,7 @@ describe("mend dev run", () => {
     await dev.until(new RegExp(`the runtime ${reason}.*; restarting it on v\\d`));
     const fixed = crash ? `if (currency === "usd") { ${crash} }\n  ${BUG}` : BUG;
     edit(format, fixed, FIX);
-    await dev.until(/✓ Account\('carol'\)\.statement \[\w+\] completed on v\d/, 30_000);
+    await dev.until(/✓ Account\('carol'\)\.statement \[[\w-]+\] completed on v\d/, 30_000);
     expect(await task).toEqual({ text: "Monthly statement for carol. Balance: $0.00" });
     expect((await health(url)).pid).not.toBe(before);
   }, 60_000);

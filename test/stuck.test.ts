@@ -94,12 +94,12 @@ describe("a task stuck in a synchronous loop", () => {
     const { task: carol } = await Account.ref("carol").spawn().statement(ctx);
     const uuid = carol.taskId.taskUuid;
     const [parkedLine, ranFor] = await dev.until(
-      new RegExp(`⏸ Account\\('carol'\\)\\.statement \\[${uuid.slice(0, 8)}\\] on v1, after (\\d+\\.\\d) s: stuck: ran for more than 2\\.5 s without yielding; parked until new code or a retry[^\n]*`),
+      new RegExp(`⏸ Account\\('carol'\\)\\.statement \\[${uuid.slice(0, 18)}\\] on v1, after (\\d+\\.\\d) s: stuck: ran for more than 2\\.5 s without yielding; parked until new code or a retry[^\n]*`),
     );
     expect(performance.now() - spawnedAt).toBeLessThan(2500 + 2000);
     expect(Number(ranFor)).toBeGreaterThanOrEqual(2.5);
     expect(dev.output).toMatch(/mend: the runtime stopped answering for 2\.5 s; restarting it on v1/);
-    expect(parkedLine).toContain(`(mend task retry ${uuid.slice(0, 8)})`);
+    expect(parkedLine).toContain(`(mend task retry ${uuid})`);
     await dev.until(/v1 ready/); // the new runtime
 
     // 2. While it is parked the CLI answers at once and shows why.
@@ -124,7 +124,7 @@ describe("a task stuck in a synchronous loop", () => {
     // 3. The rest of the app keeps working: another task completes.
     const { task: welcome } = await Account.ref("bob").spawn().welcomeEmail(ctx);
     expect(await welcome).toEqual({ sent: true });
-    await dev.until(/✓ Account\('bob'\)\.welcomeEmail \[\w+\] completed on v1 \(attempt 1\)/);
+    await dev.until(/✓ Account\('bob'\)\.welcomeEmail \[[\w-]+\] completed on v1 \(attempt 1\)/);
 
     // 4. Cancel of the parked task succeeds.
     const cancelled = await mend(["task", "cancel", "--application-url", url, carol.taskId.stateType + "/" + carol.taskId.stateId + "/" + uuid]);
@@ -133,7 +133,7 @@ describe("a task stuck in a synchronous loop", () => {
 
     // 5. Another one gets stuck and is parked; the save that fixes it runs it once.
     const { task: dave } = await Account.ref("dave").spawn().statement(ctx);
-    await dev.until(new RegExp(`⏸ Account\\('dave'\\)\\.statement \\[${dave.taskId.taskUuid.slice(0, 8)}\\] on v1`));
+    await dev.until(new RegExp(`⏸ Account\\('dave'\\)\\.statement \\[${dave.taskId.taskUuid.slice(0, 18)}\\] on v1`));
     await dev.until(/v1 ready/);
     edit(format, broken, FIX);
     await dev.until(/v2 ready in \d+ ms \(src\/format\.ts\) — retrying 1 failing task/);
@@ -150,7 +150,7 @@ describe("a task stuck in a synchronous loop", () => {
     await dev.until(/v1 ready/);
     const before = (await health(url)).pid;
     const { task } = await Account.ref("carol").spawn().statement(new ExternalContext({ url }));
-    await dev.until(/✗ Account\('carol'\)\.statement \[\w+\] failed on v1 \(attempt 1\): Error: Unknown currency 'usd'/, 30_000);
+    await dev.until(/✗ Account\('carol'\)\.statement \[[\w-]+\] failed on v1 \(attempt 1\): Error: Unknown currency 'usd'/, 30_000);
     expect(dev.output).not.toContain("stopped answering");
     expect((await health(url)).pid).toBe(before);
     expect((await show(url, task.taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["FAILED"]);
@@ -182,7 +182,7 @@ describe("a task that kills the runtime", () => {
     await dev.until(/v1 ready/);
     const ctx = new ExternalContext({ url });
     const { task } = await Account.ref("carol").spawn().statement(ctx);
-    const short = task.taskId.taskUuid.slice(0, 8);
+    const short = task.taskId.taskUuid.slice(0, 18);
     await dev.until(/mend: the runtime exited with code 1; restarting it on v1/);
     await dev.until(new RegExp(`! Account\\('carol'\\)\\.statement \\[${short}\\] on v1 was running \\(for \\d+ ms\\); if the runtime stops again while it runs, it is parked`));
     await dev.until(/mend: the runtime exited with code 1; restarting it on v1/);

@@ -48,10 +48,19 @@ export function limit(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${Number((ms / 1000).toFixed(1))} s`;
 }
 
-/** A task id `Type/id/uuid` shown as `Type('id').method [uuid8]`. */
+/**
+ * How much of a task uuid a line shows: `01a2230e-d536-735d`. Task uuids are UUIDv7, time
+ * first: the first 8 characters are the same for every task of the same minute, the first
+ * 13 for every task of the same millisecond; the next 3 digits are random.
+ */
+export function shortUuid(uuid: string): string {
+  return uuid.slice(0, 18);
+}
+
+/** A task id `Type/id/uuid` shown as `Type('id').method [01a2230e-d536-735d]`. */
 export function taskLabel(taskId: string, method: string): string {
   const [type, id, uuid] = taskId.split("/");
-  return `${type}('${safeDecode(id ?? "")}').${method} ${pc.dim(`[${(uuid ?? "").slice(0, 8)}]`)}`;
+  return `${type}('${safeDecode(id ?? "")}').${method} ${pc.dim(`[${shortUuid(uuid ?? "")}]`)}`;
 }
 
 function safeDecode(text: string): string {
@@ -73,7 +82,7 @@ export function userStack(stack: string | undefined): string {
     .join("\n");
 }
 
-/** `  ✗ Account('carol').statement [a38c9bec] failed on v1 (attempt 1): Error: … — retry in 60.0 s, or save a fix` */
+/** `  ✗ Account('carol').statement [01a2230e-d536-735d] failed on v1 (attempt 1): Error: … — retry in 60.0 s, or save a fix` */
 export function attemptLine(r: AttemptReport, withStack: boolean, saveHint = true): string {
   const label = taskLabel(r.taskId, r.method);
   if (r.outcome === "COMPLETED") return `  ${pc.green("✓")} ${label} completed on ${r.version} (attempt ${r.attempt})`;
@@ -85,7 +94,7 @@ export function attemptLine(r: AttemptReport, withStack: boolean, saveHint = tru
   return stack ? `${head}\n${stack}` : head;
 }
 
-/** `  … Account('dora').statement [0f3c9a21] waits: The method Account.statement does not exist in …` */
+/** `  … Account('dora').statement [01a2230e-d536-735d] waits: The method Account.statement does not exist in …` */
 export function waitingLine(w: WaitingReport): string {
   return `  ${pc.yellow("…")} ${taskLabel(w.taskId, w.method)} waits: ${w.reason}`;
 }
@@ -100,9 +109,9 @@ export function crashReason(how: string): string {
   return `stopped the runtime twice in a row (it ${how}); parked until new code or a retry`;
 }
 
-/** `  ⏸ Account('carol').statement [a38c9bec] on v2, after 3.4 s: stuck: …` */
+/** `  ⏸ Account('carol').statement [01a2230e-d536-735d] on v2, after 3.4 s: stuck: …` */
 export function parkedLine(t: StoppedTask, reason: string): string {
-  const uuid = t.taskId.split("/")[2]?.slice(0, 8) ?? "";
+  const uuid = t.taskId.split("/")[2] ?? "";
   return `  ${pc.red("⏸")} ${taskLabel(t.taskId, t.method)} on ${t.version}, after ${seconds(t.ranMs)}: ${reason} ${pc.dim(`(mend task retry ${uuid})`)}`;
 }
 
