@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -259,6 +259,27 @@ describe("mend dev run", () => {
     expect(existsSync(join(app, ".mend/keep"))).toBe(false);
   });
 
+  test("dev expunge with an empty or garbled holder file says so, and deletes nothing", async () => {
+    const app = copyFixture("bank");
+    const dir = join(app, ".mend/keep");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "mend.sqlite"), "");
+    for (const [file, text, why] of [
+      ["mend.sqlite.holder", "", "is empty"],
+      ["dev-run.holder", "{\"pid\": \"x", "is not a holder file (no process id in it)"],
+    ] as const) {
+      writeFileSync(join(dir, file), text);
+      const r = await mend(["dev", "expunge", "--name", "keep", "--yes"], { cwd: app });
+      expect([r.exitCode, r.stderr]).toEqual([
+        1, `mend: Cannot tell whether the state of keep is in use: ${join(dir, file)} ${why}. If no mend process uses it, delete that file and run expunge again.`,
+      ]);
+      expect(existsSync(join(dir, "mend.sqlite"))).toBe(true);
+      writeFileSync(join(dir, file), JSON.stringify({ pid: deadPid(), command: "node", since: "" }));
+    }
+    const r = await mend(["dev", "expunge", "--name", "keep", "--yes"], { cwd: app });
+    expect([r.exitCode, r.stdout]).toEqual([0, "Deleted the state of keep."]);
+  });
+
   test("without --name, state goes to a temporary folder, with a warning, removed on exit", async () => {
     const app = copyFixture("bank");
     const dev = new DevRun(app);
@@ -327,3 +348,44 @@ function deadPid(): number {
 function format(app: string): string {
   return join(app, "src/format.ts");
 }
+
+describe("mend dev run --typecheck", () => {
+  /** The bank fixture with what tsc needs: typescript, mend and zod as packages, and a tsconfig. */
+  function typedBank(): string {
+    const app = copyFixture("bank");
+    const root = join(import.meta.dirname, "..");
+    mkdirSync(join(app, "node_modules"));
+    symlinkSync(join(root, "node_modules/typescript"), join(app, "node_modules/typescript"));
+    symlinkSync(join(root, "node_modules/zod"), join(app, "node_modules/zod"));
+    symlinkSync(root, join(app, "node_modules/mend"));
+    writeFileSync(
+      join(app, "tsconfig.json"),
+      JSON.stringify({ compilerOptions: { target: "ES2022", module: "NodeNext", moduleResolution: "NodeNext", strict: true, noEmit: true, skipLibCheck: true }, include: ["src"] }),
+    );
+    return app;
+  }
+
+  test("prints type errors after a save without holding back the swap, until they are fixed", async () => {
+    const app = typedBank();
+    const dev = new DevRun(app, ["--name", "bank", "--typecheck"]);
+    await dev.until(/No type errors \(checked in \d+ ms\)/, 60_000);
+    await dev.seen(/mend: type checking with TypeScript 5\.\d+\.\d+ \(tsconfig\.json\)/);
+    await dev.seen(/v1 ready/);
+    const ctx = new ExternalContext({ url: await dev.url() });
+    edit(format(app), "return `${symbol}${balance.toFixed(2)}`;", "const cents: string = balance * 100;\n  return `${symbol}${balance.toFixed(2)}`;");
+    await dev.until(/Type errors \(1\):\nsrc\/format\.ts\(\d+,\d+\): error TS2322: Type 'number' is not assignable to type 'string'\./, 60_000);
+    // The new code loaded all the same.
+    await dev.seen(/v2 ready in \d+ ms \(src\/format\.ts\)/);
+    expect((await health(await dev.url())).version).toBe("v2");
+    expect(await Account.ref("a").deposit(ctx, { amount: 2 })).toEqual({ balance: 2 });
+    edit(format(app), "const cents: string = balance * 100;\n  ", "");
+    await dev.until(/No type errors/, 60_000);
+    await dev.seen(/v3 ready/);
+  }, 120_000);
+
+  test("says so clearly when the app has no typescript package", async () => {
+    const dev = new DevRun(copyFixture("bank"), ["--name", "bank", "--typecheck"]);
+    await dev.until(/mend: --typecheck needs the typescript package in this project \(npm install --save-dev typescript\); type checking is off\./);
+    await dev.until(/v1 ready/);
+  });
+});

@@ -61,6 +61,19 @@ export class DevRun {
     });
   }
 
+  /** Waits for `pattern` anywhere in the output, for lines whose order is not fixed; the cursor stays. */
+  async seen(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+    const found = this.#output.match(pattern);
+    if (found) return found;
+    const cursor = this.#cursor;
+    this.#cursor = 0;
+    try {
+      return await this.until(pattern, timeoutMs);
+    } finally {
+      this.#cursor = Math.max(cursor, this.#cursor);
+    }
+  }
+
   #url: string | undefined;
 
   /** The URL it serves on, once it says so. */
