@@ -22,10 +22,7 @@ function filesOf(changed: string[]): string {
 
 /** Said once at start in `quiet` mode, instead of a line per method. */
 export function effectValidationNotice(): string {
-  return pc.dim(
-    "mend: effect validation runs each reader, writer and transaction twice, the first run rolled back, " +
-      "so effects outside its state show; --effect-validation disabled turns it off.",
-  );
+  return pc.dim("mend: effect validation runs readers, writers and transactions twice, the first run rolled back, to show effects outside their state; --effect-validation disabled turns it off.");
 }
 
 /** What a shell needs to reach the server the watcher started on a port it picked. */

@@ -62,7 +62,7 @@ describe("mend dev run", () => {
     const { task } = await Account.ref("bob").spawn().welcomeEmail(ctx);
     await task;
     await dev.until(/✓ Account\('bob'\)\.welcomeEmail \[[\w-]+\] completed on v1/);
-    expect(dev.output.match(/effect validation runs each reader, writer and transaction twice.*--effect-validation disabled turns it off\./g)).toHaveLength(1);
+    expect(dev.output.match(/effect validation runs readers, writers and transactions twice, the first run rolled back.*--effect-validation disabled turns it off\./g)).toHaveLength(1);
     expect(dev.output).not.toContain("effect validation: Ran");
   });
 

@@ -76,6 +76,13 @@ async function eventually(condition: () => boolean | Promise<boolean>, timeoutMs
   return condition();
 }
 
+const clockStep = `--import=${join(import.meta.dirname, "apps/clock-step.mjs")}`;
+
+/** Whether the runtime answers /health within 300 ms (it does not while a task spins). */
+function answers(url: string): Promise<boolean> {
+  return fetch(`${url}/health`, { signal: AbortSignal.timeout(300) }).then(() => true, () => false);
+}
+
 const leftovers: number[] = [];
 afterEach(() => {
   for (const pid of leftovers.splice(0)) if (alive(pid)) process.kill(pid, "SIGKILL");
@@ -158,19 +165,32 @@ describe("a task stuck in a synchronous loop", () => {
 
   test("a wall clock step of +10 s is not taken for a hang", async () => {
     const app = copyFixture("bank");
-    const dev = new DevRun(app, ["--name", "bank", "--hang-timeout", "1000"], {
-      NODE_OPTIONS: `--import=${join(import.meta.dirname, "apps/clock-step.mjs")}`,
-    });
+    const dev = new DevRun(app, ["--name", "bank", "--hang-timeout", "1000"], { NODE_OPTIONS: clockStep, MEND_TEST_CLOCK_STEP_MS: "10000" });
     const url = await dev.url();
     await dev.until(/v1 ready/);
     const before = (await health(url)).pid;
     await dev.until(/pong \d+/);
     dev.child.kill("SIGUSR2"); // the watcher's Date.now() jumps 10 s ahead
     await dev.until(/clock stepped \+10 s/);
-    // Heartbeats go on: a watcher on the wall clock would have killed the runtime by now.
+    // Heartbeats go on: a watcher that measured from the last pong on the wall clock would have killed the runtime.
     for (let i = 0; i < 12; i++) await dev.until(/pong \d+/);
     expect(dev.output).not.toContain("stopped answering");
     expect((await health(url)).pid).toBe(before);
+  }, 60_000);
+
+  test("a wall clock step of -30 s during a hang does not delay its detection", async () => {
+    const { app } = bankThat("while (true) {}");
+    const dev = new DevRun(app, ["--name", "bank", "--hang-timeout", "2000"], { NODE_OPTIONS: clockStep, MEND_TEST_CLOCK_STEP_MS: "-30000" });
+    const url = await dev.url();
+    await dev.until(/v1 ready/);
+    const spawnedAt = performance.now();
+    await Account.ref("carol").spawn().statement(new ExternalContext({ url }));
+    // Spinning: /health no longer answers. Then the watcher's clock goes back 30 s.
+    expect(await eventually(async () => !(await answers(url)), 10_000)).toBe(true);
+    dev.child.kill("SIGUSR2");
+    await dev.until(/clock stepped -30 s/);
+    await dev.until(/⏸ Account\('carol'\)\.statement \[[\w-]+\] on v1, after \d+\.\d s: stuck/, 10_000);
+    expect(performance.now() - spawnedAt).toBeLessThan(2000 + 2000);
   }, 60_000);
 });
 
@@ -211,7 +231,7 @@ describe("the runtime child dies with its watcher", () => {
     leftovers.push(runtimePid);
     await Account.ref("carol").spawn().statement(new ExternalContext({ url }));
     // Spinning: /health no longer answers.
-    expect(await eventually(async () => !(await fetch(`${url}/health`, { signal: AbortSignal.timeout(300) }).then(() => true, () => false)), 10_000)).toBe(true);
+    expect(await eventually(async () => !(await answers(url)), 10_000)).toBe(true);
     dev.child.kill("SIGKILL");
     await dev.child;
     expect(await eventually(() => !alive(runtimePid), 10_000)).toBe(true);

@@ -50,7 +50,10 @@ export function reportAttempts(runtime: Runtime, listener: AttemptListener): () 
 
 export interface TaskLogOptions {
   format: LogFormat;
-  /** Every attempt and "or save a fix" (dev), or only failures, aborts and the end of a task that failed before (serve). */
+  /**
+   * Every attempt and "or save a fix" (dev), or only failures, aborts, and the end of a
+   * task that failed before or took more than one attempt (serve).
+   */
   dev: boolean;
   /** The app's folder: paths under it are shown relative to it. */
   root?: string;
@@ -68,7 +71,10 @@ export class TaskLog {
     const newError = r.outcome === "FAILED" && this.#failing.get(r.taskId) !== (r.error?.message ?? "");
     if (r.outcome === "FAILED") this.#failing.set(r.taskId, r.error?.message ?? "");
     else this.#failing.delete(r.taskId);
-    if (!this.options.dev && r.outcome !== "FAILED" && r.outcome !== "ABORTED" && !failedBefore) return undefined;
+    // Serve: failures and aborts, and the end of a task that failed before (in this process,
+    // or before a restart: then all it knows is that this was not the first attempt).
+    const endAfterFailure = failedBefore || (r.outcome === "COMPLETED" && r.attempt > 1);
+    if (!this.options.dev && r.outcome !== "FAILED" && r.outcome !== "ABORTED" && !endAfterFailure) return undefined;
     return this.options.format === "json" ? attemptJson(r) : this.#relative(attemptLine(r, newError, this.options.dev));
   }
 
