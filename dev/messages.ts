@@ -27,11 +27,8 @@ export type FromRuntime =
   | { type: "attempt-start"; start: AttemptStart }
   | { type: "attempt"; report: AttemptReport }
   | ({ type: "waiting" } & WaitingReport)
-  /**
-   * A method ran twice under effect validation. `difference` says what differed between the
-   * two runs, once the runtime reports it; in `quiet` mode only those are printed.
-   */
-  | { type: "effect-validation"; method: string; message: string; difference?: string }
+  /** A method ran twice under effect validation; `differences` says what its two runs did differently. */
+  | { type: "effect-validation"; method: string; message: string; differences: string[] }
   | { type: "fatal"; message: string };
 
 /** How the watcher starts the runtime child: passed as one JSON argument (the admin secret goes by the environment, never on a command line). */

@@ -156,9 +156,8 @@ export async function devRun(o: DevRunOptions): Promise<number> {
       log(taskLog.attempt(m.report)!);
     } else if (m.type === "waiting") log(taskLog.waiting(m));
     else if (m.type === "effect-validation") {
-      // In quiet mode a line comes only when the two runs differed, which the event says in
-      // `difference`; the notice at start covers the rest.
-      if (o.effectValidation === "enabled" || m.difference !== undefined) log(pc.dim(`  effect validation: ${m.message}`));
+      // In quiet mode a line comes only when the two runs differed; the notice at start covers the rest.
+      if (o.effectValidation === "enabled" || m.differences.length > 0) log(pc.yellow(`  effect validation: ${m.message}`));
     } else if (m.type === "fatal") {
       warn(`mend: ${m.message}`);
       void stop(1, !url);

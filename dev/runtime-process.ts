@@ -7,6 +7,7 @@ import { Worker } from "node:worker_threads";
 import { TaskId } from "../src/api/task-id.js";
 import { reportAttempts } from "../src/cli/task-log.js";
 import { Runtime, type RuntimeOptions } from "../src/runtime/runtime.js";
+import { handleUnownedErrors } from "../src/runtime/stray.js";
 import { startServer, type RunningServer } from "../src/server/http.js";
 import { loadBundle } from "../src/server/load.js";
 import { openStore, releaseHolder } from "../src/store/open.js";
@@ -14,6 +15,8 @@ import { prepareStatements } from "../src/store/statements.js";
 import type { FromRuntime, RuntimeConfig, ToRuntime, VersionInfo } from "./messages.js";
 
 process.setSourceMapsEnabled(true);
+// An error of the app's code outside any call or task is reported; the runtime goes on.
+handleUnownedErrors((error) => console.error(`mend: an error outside any task or call: ${error.stack ?? error.message}`));
 const config = JSON.parse(process.argv[2] ?? "{}") as RuntimeConfig;
 const send = (message: FromRuntime) => process.send?.(message);
 const storePath = join(config.directory, "mend.sqlite");
@@ -106,9 +109,7 @@ function watch(rt: Runtime): void {
     end: (report) => send({ type: "attempt", report }),
     waiting: (w) => send({ type: "waiting", ...w }),
   });
-  rt.on("effect-validation", (e) =>
-    send({ type: "effect-validation", method: e.method, message: e.message, difference: "difference" in e ? String(e.difference) : undefined }),
-  );
+  rt.on("effect-validation", (e) => send({ type: "effect-validation", method: e.method, message: e.message, differences: e.differences }));
 }
 
 async function stop(): Promise<void> {

@@ -3,7 +3,7 @@ export { defineApi } from "./api/define.js";
 export type { Ref, StateType, ServicerImpl, Servicer, MethodDeclaration, StateTypeDeclaration } from "./api/define.js";
 export { Application, type ApplicationOptions } from "./api/application.js";
 export { Context, ReaderContext, WriterContext, TransactionContext, WorkflowContext, type Outcome } from "./api/context.js";
-export { Aborted, Cancelled, MendError, TaskNotFound, MethodFailed, InvalidArgument, NotAllowed, type AbortedClass } from "./api/errors.js";
+export { Aborted, Cancelled, DeadlineExceeded, MendError, TaskNotFound, MethodFailed, InvalidArgument, NotAllowed, type AbortedClass } from "./api/errors.js";
 export { TaskId, type TaskOptions, type When } from "./api/task-id.js";
 export { Task } from "./api/task.js";
 export {

@@ -66,6 +66,17 @@ describe("mend dev run", () => {
     expect(dev.output).not.toContain("effect validation: Ran");
   });
 
+  test("quiet effect validation speaks when a method's two runs differ", async () => {
+    const app = copyFixture("bank");
+    const account = join(app, "src/account.ts");
+    edit(account, "export const AccountServicer", "let calls = 0;\n\nexport const AccountServicer");
+    edit(account, "state.balance += req.amount;", "state.balance += req.amount + (calls++ % 2);");
+    const dev = new DevRun(app, ["--name", "bank"]);
+    await dev.until(/v1 ready/);
+    await Account.ref("bob").deposit(new ExternalContext({ url: await dev.url() }), { amount: 1 });
+    await dev.until(/effect validation: Account\.deposit did not do the same thing on its two runs .*: .*balance/);
+  });
+
   test("enabled effect validation prints every double run", async () => {
     const { dev, ctx } = await startBank(["--name", "bank", "--effect-validation", "enabled"]);
     await Account.ref("bob").deposit(ctx, { amount: 1 });

@@ -1,6 +1,7 @@
 import Database from "better-sqlite3";
-import { chmodSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { isMainThread } from "node:worker_threads";
 import { expect, test } from "vitest";
 import { Runtime, StoreError } from "mend";
 import bank from "../fixtures/bank/src/main.js";
@@ -63,21 +64,39 @@ test("a store written by a newer schema version is refused and left untouched", 
   await refuses(path, /has schema version 99, written by a newer mend \(this one knows up to 2\)/);
 });
 
-test("a store in a read-only folder gives a clear error", async () => {
-  if (process.getuid?.() === 0) {
-    // root ignores file permissions; prove the error path with a path whose parent is a file instead.
-    const file = join(tempDir(), "file");
-    writeFileSync(file, "");
-    await expect(Runtime.start(bank, { path: join(file, "mend.sqlite") })).rejects.toThrow(/Cannot create the folder of the store .*EEXIST/);
-    return;
-  }
+test("a store whose folder cannot be created (its parent is a file) gives a clear error", async () => {
+  const file = join(tempDir(), "file");
+  writeFileSync(file, "");
+  await expect(Runtime.start(bank, { path: join(file, "mend.sqlite") })).rejects.toThrow(/Cannot create the folder of the store .*EEXIST/);
+});
+
+// seteuid is a process-wide switch: not available in a worker thread (Stryker runs tests in threads).
+test.skipIf(!isMainThread)("a store in a read-only folder gives a clear error and creates nothing", async () => {
   const dir = tempDir();
-  chmodSync(dir, 0o500);
+  chmodSync(dir, 0o755);
+  const readOnly = join(dir, "ro");
+  mkdirSync(readOnly);
+  chmodSync(readOnly, 0o555);
+  const path = join(readOnly, "mend.sqlite");
+  // Root ignores file modes: open the store as an unprivileged user then (the opening is synchronous).
+  const root = process.getuid?.() === 0;
+  if (root) process.seteuid!(65534);
+  let opening: Promise<unknown>;
   try {
-    await expect(Runtime.start(bank, { path: join(dir, "mend.sqlite") })).rejects.toBeInstanceOf(StoreError);
+    opening = Runtime.start(bank, { path });
   } finally {
-    chmodSync(dir, 0o700);
+    if (root) process.seteuid!(0);
   }
+  await expect(opening).rejects.toThrow(new RegExp(`^Cannot (write|open) the store ${path.replaceAll(".", "\\.")}`));
+  await expect(opening).rejects.toBeInstanceOf(StoreError);
+  expect(existsSync(path)).toBe(false);
+});
+
+test("the store runs with synchronous=FULL by default, NORMAL when asked", async () => {
+  const full = await start(bank);
+  expect(full.synchronous).toBe("FULL");
+  const normal = await start(bank, { synchronous: "NORMAL" });
+  expect(normal.synchronous).toBe("NORMAL");
 });
 
 test("reopening applies no migration twice and keeps the data", async () => {
@@ -87,4 +106,19 @@ test("reopening applies no migration twice and keeps the data", async () => {
   await first.stop();
   const rt = await start(bank, { directory: dir });
   expect(await Account.ref("alice").balance(rt.context())).toEqual({ balance: 3 });
+});
+
+test.each(["deleted", "replaced"] as const)("a store file %s under a running runtime refuses every later write, saying so", async (what) => {
+  const dir = tempDir();
+  const rt = await start(bank, { directory: dir });
+  const ctx = rt.context();
+  await Account.ref("alice").deposit(ctx, { amount: 3 });
+  if (what === "deleted") rmSync(rt.path);
+  else {
+    writeFileSync(join(dir, "other"), "");
+    renameSync(join(dir, "other"), rt.path);
+  }
+  const refusal = new RegExp(`The store file .*mend\\.sqlite was ${what} while this runtime had it open; no write is accepted any more`);
+  await expect(Account.ref("alice").deposit(ctx, { amount: 1 })).rejects.toThrow(refusal);
+  await expect(Account.ref("bob").spawn().welcomeEmail(ctx)).rejects.toThrow(refusal);
 });

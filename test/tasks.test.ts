@@ -3,7 +3,7 @@ import { Application, Cancelled, Runtime } from "mend";
 import { Account } from "../fixtures/bank/src/api.js";
 import bank from "../fixtures/bank/src/main.js";
 import { CounterServicer, Job, app, jobServicer } from "./apps/flaky.js";
-import { next, start } from "./helpers/runtimes.js";
+import { next, start, within } from "./helpers/runtimes.js";
 import { tempDir } from "./helpers/temp.js";
 
 afterEach(() => {
@@ -125,29 +125,57 @@ describe("cancel", () => {
     expect(await rt.cancel(task.taskId.taskUuid)).toBe(false);
   });
 
-  test("a running attempt sees ctx.signal abort and its outcome is discarded", async () => {
-    const rt = await start(app());
+  test("a running attempt sees ctx.signal abort with Cancelled, and its outcome is discarded", async () => {
+    let sawAbort!: (reason: unknown) => void;
+    const aborted = new Promise<unknown>((resolve) => (sawAbort = resolve));
+    const rt = await start(
+      new Application({
+        servicers: [
+          Job.servicer({
+            ...(jobServicer().impl as unknown as Parameters<typeof Job.servicer>[0]),
+            async wait(ctx) {
+              ctx.signal.addEventListener("abort", () => sawAbort(ctx.signal.reason));
+              await new Promise(() => {});
+            },
+          }),
+          CounterServicer,
+        ],
+      }),
+    );
     const started = next(rt, "attempt:start");
     const { task } = await Job.ref("j").spawn().wait(rt.context());
     await started;
     expect(await rt.cancel(task.taskId.taskUuid)).toBe(true);
     await expect(task).rejects.toBeInstanceOf(Cancelled);
+    expect(await within(aborted, "the attempt's ctx.signal to abort")).toBeInstanceOf(Cancelled);
     const { task: info, attempts } = rt.getTask(task.taskId.taskUuid);
     expect(info.status).toBe("CANCELLED");
     expect(attempts.map((a) => a.outcome)).toEqual(["CANCELLED"]);
   });
 
-  test("a cancelled writer's change is not committed", async () => {
+  test("a cancelled writer's change is not committed, even once its body goes on to return", async () => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    const rt = await start(app(() => gate));
+    let bodyDone!: () => void;
+    const returned = new Promise<void>((resolve) => (bodyDone = resolve));
+    const rt = await start(
+      app(async (_attempt, label) => {
+        if (label !== "cancelled") return;
+        await gate;
+        bodyDone();
+      }),
+    );
     const started = next(rt, "attempt:start");
     const { task } = await Job.ref("j").spawn().work(rt.context(), { label: "cancelled" });
     await started;
     await rt.cancel(task.taskId.taskUuid);
     release();
     await expect(task).rejects.toBeInstanceOf(Cancelled);
-    expect(await Job.ref("j").get(rt.context())).toEqual({ runs: 0, log: [] });
+    await within(returned, "the cancelled writer's body to return");
+    // A writer after it queues behind anything the cancelled one could still commit.
+    expect(await Job.ref("j").work(rt.context(), { label: "after" })).toEqual({ runs: 1 });
+    expect(await Job.ref("j").get(rt.context())).toEqual({ runs: 1, log: ["after"] });
+    expect(rt.getTask(task.taskId.taskUuid).task.status).toBe("CANCELLED");
   });
 });
 
@@ -176,7 +204,13 @@ describe("loading code", () => {
   test("an attempt running during a load finishes on its version; the next runs the new one", async () => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    const rt = await start(app(async () => { await gate; throw new Error("old code"); }));
+    // A backoff of an hour: only an immediate retry on the new version lets the task finish.
+    const rt = await start(
+      new Application({
+        servicers: [jobServicer(async () => { await gate; throw new Error("old code"); }), CounterServicer],
+        retry: { initialMs: 3_600_000, maxMs: 3_600_000, jitter: false },
+      }),
+    );
     const started = next(rt, "attempt:start");
     const { task } = await Job.ref("j").spawn().work(rt.context(), {});
     await started;
@@ -187,6 +221,22 @@ describe("loading code", () => {
       ["v1", "FAILED"],
       ["v2", "COMPLETED"],
     ]);
+  });
+
+  test("a load resets the backoff: the retry's failure waits the first delay again, not the next one", async () => {
+    const failing = (label: string) =>
+      new Application({
+        servicers: [jobServicer(() => { throw new Error(label); }), CounterServicer],
+        retry: { initialMs: 1, multiplier: 1000, maxMs: 1e9, jitter: false },
+      });
+    const rt = await start(failing("v1 bug"));
+    const second = next<{ attempt: number; retryInMs: number }>(rt, "attempt:end", (e) => e.attempt === 2);
+    await Job.ref("j").spawn().work(rt.context(), {});
+    expect((await within(second, "attempt 2 to fail")).retryInMs).toBe(1000);
+    const third = next<{ attempt: number; version: string; retryInMs: number }>(rt, "attempt:end", (e) => e.attempt === 3);
+    rt.load(failing("v2 bug"));
+    const ended = await within(third, "attempt 3, retried at once by the load, to fail");
+    expect(ended).toMatchObject({ version: "v2", retryInMs: 1 });
   });
 
   test("a task whose method is missing waits with a clear error and runs once the method is back", async () => {

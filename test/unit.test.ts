@@ -100,6 +100,23 @@ describe("Scheduler", () => {
     s.stop();
   });
 
+  test("a task due beyond setTimeout's limit (24.8 days) waits for it, without spinning, and runs then", async () => {
+    vi.useFakeTimers({ now: 0 });
+    const armed = vi.spyOn(globalThis, "setTimeout");
+    const fired: [string, number][] = [];
+    const s = new Scheduler((uuid) => fired.push([uuid, Date.now()]));
+    const due = 30 * 86_400_000;
+    s.add("far", due);
+    await vi.advanceTimersByTimeAsync(due - 1);
+    expect(fired).toEqual([]);
+    // One timer up to the limit, one for the rest: a timer that fired early is re-armed, not spun.
+    expect(armed.mock.calls.length).toBeLessThanOrEqual(3);
+    expect(armed.mock.calls.every(([, ms]) => (ms ?? 0) <= 2 ** 31 - 1)).toBe(true);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(fired).toEqual([["far", due]]);
+    s.stop();
+  });
+
   test("a task due now runs without waiting for a timer", async () => {
     const fired: string[] = [];
     const s = new Scheduler((uuid) => fired.push(uuid));

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, test, vi } from "vitest";
-import { atLeastOnce, atMostOnce, AtMostOnceFailedBeforeCompleting, NotAllowed, type TaskId } from "mend";
+import { Application, atLeastOnce, atMostOnce, AtMostOnceFailedBeforeCompleting, defineApi, NotAllowed, z, type TaskId } from "mend";
 import { aliasOf, describeStep, newScope } from "../src/runtime/memo.js";
+import { Account, Bank } from "../fixtures/bank/src/api.js";
+import bank from "../fixtures/bank/src/main.js";
 import { Flow, Shop, app, type At } from "./apps/workflows.js";
 import { next, start } from "./helpers/runtimes.js";
 
@@ -281,7 +283,7 @@ describe("effect validation", () => {
     rt.on("effect-validation", (e) => events.push(e));
     await Shop.ref("s").order(rt.context(), { amount: 5 });
     expect(points.count("order")).toBe(2);
-    expect(events).toEqual([{ method: "Shop.order", message: expect.stringContaining("Ran Shop.order twice") }]);
+    expect(events).toEqual([{ method: "Shop.order", message: expect.stringContaining("Ran Shop.order twice"), differences: [] }]);
     await Shop.ref("s").charge(rt.context(), { amount: 7 });
     await Shop.ref("s").charge(rt.context(), { amount: 7 });
     expect(points.count("charge")).toBe(4);
@@ -290,15 +292,51 @@ describe("effect validation", () => {
     expect(rt.listTasks({ method: "note", limit: 10 })).toHaveLength(1);
   });
 
-  test("'quiet' says so once per method; 'disabled' (the default) runs once", async () => {
+  test.each(["enabled", "quiet"] as const)("a transaction under '%s' applies its writes once, called directly and as a task", async (mode) => {
+    const rt = await start(bank, { effectValidation: mode });
+    const ctx = rt.context();
+    await Account.ref("alice").deposit(ctx, { amount: 10 });
+    await Bank.ref("b").transfer(ctx, { from: "alice", to: "bob", amount: 3 });
+    expect(await Account.ref("alice").balance(ctx)).toEqual({ balance: 7 });
+    expect(await Account.ref("bob").balance(ctx)).toEqual({ balance: 3 });
+    const { task } = await Bank.ref("b").spawn().transfer(ctx, { from: "alice", to: "bob", amount: 2 });
+    await task;
+    expect(await Account.ref("alice").balance(ctx)).toEqual({ balance: 5 });
+    expect(await Account.ref("bob").balance(ctx)).toEqual({ balance: 5 });
+  });
+
+  test("'quiet' says nothing while a method's two runs agree, and names what differs when they do; 'disabled' (the default) runs once", async () => {
     const quiet = recorder();
     const rt = await start(app(quiet.at), { effectValidation: "quiet" });
-    const events: { method: string }[] = [];
+    const events: { method: string; message: string; differences: string[] }[] = [];
     rt.on("effect-validation", (e) => events.push(e));
     await Shop.ref("s").charge(rt.context(), { amount: 1 });
     await Shop.ref("s").charge(rt.context(), { amount: 1 });
     expect(quiet.count("charge")).toBe(4);
-    expect(events.map((e) => e.method)).toEqual(["Shop.charge"]);
+    expect(events).toEqual([]);
+
+    // A writer whose result depends on a counter in memory: each run leaves a different state.
+    let calls = 0;
+    const { Tally } = defineApi({
+      Tally: {
+        state: { n: z.number().default(0) },
+        methods: { tick: { kind: "writer", request: {}, response: { n: z.number() } } },
+      },
+    });
+    const tally = await start(
+      new Application({ servicers: [Tally.servicer({ async tick(ctx, state) { state.n = ++calls; return { n: state.n }; } })] }),
+      { effectValidation: "quiet" },
+    );
+    const seen: { method: string; message: string; differences: string[] }[] = [];
+    tally.on("effect-validation", (e) => seen.push(e));
+    expect(await Tally.ref("t").tick(tally.context())).toEqual({ n: 2 });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.method).toBe("Tally.tick");
+    expect(seen[0]!.differences).toEqual([
+      `its response differs (first COMPLETED {"n":1}, then COMPLETED {"n":2})`,
+      `it left Tally('t') differently (first {"n":1}, then {"n":2})`,
+    ]);
+    expect(seen[0]!.message).toMatch(/^Tally\.tick did not do the same thing on its two runs/);
 
     const plain = recorder();
     const other = await start(app(plain.at));

@@ -1,11 +1,18 @@
 import { MendError } from "./errors.js";
 import type { Servicer } from "./define.js";
 import type { RetryPolicy } from "../runtime/backoff.js";
+import { durationMs, type Duration } from "./workflow.js";
 
 export interface ApplicationOptions {
   servicers: readonly Servicer[];
   /** Backoff for every task that fails unexpectedly; a method may override it. */
   retry?: Partial<RetryPolicy>;
+  /**
+   * How long a reader, writer or transaction may run (a call, or one attempt of a task);
+   * a method's own `timeout` overrides it. Workflows have none unless they declare one.
+   * @defaultValue `{ secs: 60 }`
+   */
+  timeout?: Duration;
 }
 
 const APPLICATION = Symbol.for("mend.application");
@@ -14,6 +21,8 @@ const APPLICATION = Symbol.for("mend.application");
 export class Application {
   readonly servicers: readonly Servicer[];
   readonly retry?: Partial<RetryPolicy>;
+  /** The time limit of readers, writers and transactions, in ms. */
+  readonly timeoutMs: number;
   constructor(options: ApplicationOptions) {
     if (!options || !Array.isArray(options.servicers))
       throw new MendError("INVALID_APPLICATION", "new Application({ servicers: [...] }) needs a list of servicers.");
@@ -26,6 +35,7 @@ export class Application {
     }
     this.servicers = options.servicers;
     this.retry = options.retry;
+    this.timeoutMs = options.timeout === undefined ? 60_000 : durationMs(options.timeout, "new Application({ timeout })");
     (this as unknown as Record<symbol, boolean>)[APPLICATION] = true;
   }
 

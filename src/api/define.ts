@@ -14,6 +14,7 @@ import {
 import { TaskId, type TaskOptions } from "./task-id.js";
 import { Task, reviveOutcome } from "./task.js";
 import type { RetryPolicy } from "../runtime/backoff.js";
+import { durationMs, type Duration } from "./workflow.js";
 
 // ---------------------------------------------------------------------------
 // The declaration, as the user writes it.
@@ -30,6 +31,12 @@ export interface MethodDeclaration {
   errors?: readonly z.ZodType<{ type: string }>[];
   /** Backoff for this method's tasks; overrides the application's. */
   retry?: Partial<RetryPolicy>;
+  /**
+   * How long one call (or one attempt of a task) may run: then its `ctx.signal` aborts, its
+   * locks are let go, and it fails with DeadlineExceeded. Overrides the application's.
+   * @defaultValue `{ secs: 60 }` for readers, writers and transactions; none for workflows
+   */
+  timeout?: Duration;
 }
 
 export interface StateTypeDeclaration {
@@ -126,6 +133,8 @@ export interface MethodDefinition {
   readonly response: z.ZodType;
   readonly errors: readonly z.ZodType[];
   readonly retry?: Partial<RetryPolicy>;
+  /** From the declaration's `timeout`, if it has one. */
+  readonly timeoutMs?: number;
   readonly Aborted: AbortedClass<unknown>;
 }
 
@@ -160,6 +169,7 @@ function defineMethod(typeName: string, name: string, decl: MethodDeclaration): 
     response: toSchema(decl.response, z.void()),
     errors: decl.errors ?? [],
     retry: decl.retry,
+    ...(decl.timeout === undefined ? {} : { timeoutMs: durationMs(decl.timeout, `${typeName}.${name}: timeout`) }),
     Aborted: makeAbortedClass(typeName, name),
   };
 }

@@ -47,6 +47,14 @@ export class NotAllowed extends MendError {
   }
 }
 
+/** A method ran past its time limit (its `timeout`): its `ctx.signal` aborted and its locks were let go. */
+export class DeadlineExceeded extends MendError {
+  constructor(method: string, ms: number) {
+    super("DEADLINE_EXCEEDED", `${method} ran past its time limit of ${ms} ms; it was stopped and changed nothing.`);
+    this.name = "DeadlineExceeded";
+  }
+}
+
 /** An unexpected error raised by a method, as seen by its caller. */
 export class MethodFailed extends MendError {
   readonly remoteName: string;

@@ -1,9 +1,20 @@
 import { MendError, NotAllowed } from "./errors.js";
 import { STEPS, type Context, type WorkflowContext } from "./context.js";
-import type { When } from "./task-id.js";
+import { dueTime, type When } from "./task-id.js";
 
 /** A length of time: `{ ms?, secs?, mins?, hours?, days? }`, the units added up. */
 export type Duration = Exclude<When, Date>;
+
+/** A duration in ms; `what` names it in the error for a bad one. */
+export function durationMs(duration: Duration, what: string): number {
+  if (typeof duration !== "object" || duration === null || duration instanceof Date)
+    throw new MendError("INVALID_API", `${what} must be a duration such as { secs: 30 }.`);
+  try {
+    return dueTime(duration, 0);
+  } catch (e) {
+    throw new MendError("INVALID_API", `${what}: ${(e as Error).message}`);
+  }
+}
 
 export interface LoopOptions {
   /** How long after one iteration ends the next one starts. @defaultValue no wait */

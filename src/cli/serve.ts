@@ -3,6 +3,7 @@ import { rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { MendError } from "../api/errors.js";
 import { Runtime } from "../runtime/runtime.js";
+import { handleUnownedErrors } from "../runtime/stray.js";
 import { buildApp } from "../server/build.js";
 import { startServer } from "../server/http.js";
 import { loadBundle } from "../server/load.js";
@@ -38,6 +39,8 @@ export function registerServe(program: Command): void {
     .addOption(new Option("--log-format <format>", "how failing attempts are logged to stderr: text, or JSON lines for log collectors").choices(["text", "json"]).default("text"))
     .action(async (o: ServeOptions) => {
       process.setSourceMapsEnabled(true);
+      // An error of the app's code outside any call or task is reported; the server goes on.
+      handleUnownedErrors((error) => console.error(`mend: an error outside any task or call: ${error.stack ?? error.message}`));
       const directory = stateDirectoryOf(o.stateDirectory, o.name);
       // A folder of this process's own: a second server on the same state must not overwrite it.
       const buildDir = join(directory, "build", String(process.pid));

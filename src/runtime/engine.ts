@@ -5,9 +5,10 @@ import { dueTime, TaskId, type When } from "../api/task-id.js";
 import type { CommitQueue } from "../store/commit-queue.js";
 import { FINISHED, type Statements, type TaskRow, type TaskStatus } from "../store/statements.js";
 import { retryDelay } from "./backoff.js";
-import type { Executor, NewTask, TaskHost } from "./executor.js";
+import { storedJsonOf, type EffectValidationEvent, type Executor, type NewTask, type TaskHost } from "./executor.js";
 import { toStoredJson } from "./json.js";
 import { Scheduler } from "./scheduler.js";
+import { runOwned, type ErrorOwner } from "./stray.js";
 import { NextIteration } from "./workflow.js";
 import type { CodeVersion } from "./version.js";
 
@@ -29,6 +30,8 @@ interface Running {
   controller: AbortController;
   attempt: number;
   cancelled: boolean;
+  /** Waiting for a child or a sleep: holds no slot meanwhile. */
+  idle: boolean;
   /** The commit of this attempt's end, once queued: a cancel waits for it. */
   ending?: Promise<void>;
 }
@@ -40,7 +43,7 @@ export interface EngineEvents {
   "task:finished": [{ taskId: TaskId; outcome: Outcome }];
   "store:error": [{ error: unknown }];
   /** A method ran twice under effect validation (RuntimeOptions.effectValidation). */
-  "effect-validation": [{ method: string; message: string }];
+  "effect-validation": [EffectValidationEvent];
 }
 
 /**
@@ -77,6 +80,10 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   readonly #waiters = new Map<string, { resolve: (outcome: Outcome) => void; reject: (e: Error) => void }[]>();
   /** Tasks whose cancel is being committed: none of their attempts starts or commits its end meanwhile. */
   readonly #cancelling = new Map<string, Promise<void>>();
+  /** Running attempts that hold no slot now (see idle()). */
+  #idleCount = 0;
+  /** Idle attempts that want their slot back, served before the backlog. */
+  #resumers: (() => void)[] = [];
   /** Due tasks waiting for a free slot, oldest first from #backlogHead (shift() on a long array is O(n)). */
   #backlog: string[] = [];
   #backlogHead = 0;
@@ -84,7 +91,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   #executor!: Executor;
   #version!: CodeVersion;
   #stopping = false;
-  #idle: (() => void) | undefined;
+  #onIdle: (() => void) | undefined;
 
   constructor(
     private readonly sql: Statements,
@@ -168,10 +175,10 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const task: NewTask = {
       uuid: TaskId.newUuid(), stateType: target.stateType, stateId: target.stateId, method: target.method,
       request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`) ?? "{}",
-      dueAt: dueTime(when, now), parentUuid,
+      dueAt: dueTime(when, now), createdAt: now, parentUuid,
     };
     await this.commits.commit(() => {
-      this.sql.insertTask({ uuid: task.uuid, state_type: task.stateType, state_id: task.stateId, method: task.method, request: task.request, due_at: task.dueAt, now, parent_uuid: parentUuid });
+      this.sql.insertTask({ uuid: task.uuid, state_type: task.stateType, state_id: task.stateId, method: task.method, request: task.request, due_at: task.dueAt, created_at: now, now: Date.now(), parent_uuid: parentUuid });
       also?.(idOf(task));
     });
     this.created([task]);
@@ -253,15 +260,51 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
   // --- Attempts -------------------------------------------------------------
 
+  /** Attempts that hold a slot. */
+  get #busy(): number {
+    return this.#running.size - this.#idleCount;
+  }
+
   #due(uuid: string): void {
     if (this.#stopping || !this.#unfinished.has(uuid)) return;
-    if (this.#running.size >= this.options.concurrency) this.#backlog.push(uuid);
+    if (this.#busy >= this.options.concurrency) this.#backlog.push(uuid);
     else void this.#attempt(this.#unfinished.get(uuid)!);
   }
 
+  async idle<T>(taskUuid: string, until: Promise<T>): Promise<T> {
+    const run = this.#running.get(taskUuid);
+    if (!run || run.idle) return until;
+    run.idle = true;
+    this.#idleCount++;
+    this.#fill();
+    try {
+      return await until;
+    } finally {
+      if (run.idle) {
+        if (this.#busy < this.options.concurrency || this.#stopping) this.#wake(run);
+        else await new Promise<void>((resolve) => this.#resumers.push(() => (this.#wake(run), resolve())));
+      }
+    }
+  }
+
+  #wake(run: Running): void {
+    if (!run.idle) return;
+    run.idle = false;
+    this.#idleCount--;
+  }
+
   #release(uuid: string): void {
+    const run = this.#running.get(uuid);
+    if (run) this.#wake(run);
     this.#running.delete(uuid);
-    while (this.#backlogHead < this.#backlog.length && this.#running.size < this.options.concurrency && !this.#stopping) {
+    this.#fill();
+    if (this.#running.size === 0) this.#onIdle?.();
+  }
+
+  /** Gives free slots to idle attempts that want theirs back, then to due tasks. */
+  #fill(): void {
+    while (this.#resumers.length > 0 && this.#busy < this.options.concurrency) this.#resumers.shift()!();
+    while (this.#backlogHead < this.#backlog.length && this.#busy < this.options.concurrency && !this.#stopping) {
       const next = this.#unfinished.get(this.#backlog[this.#backlogHead++]!);
       if (next && !this.#running.has(next.uuid)) void this.#attempt(next);
     }
@@ -269,7 +312,6 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       this.#backlog = this.#backlog.slice(this.#backlogHead);
       this.#backlogHead = 0;
     }
-    if (this.#running.size === 0) this.#idle?.();
   }
 
   async #attempt(task: LiveTask): Promise<void> {
@@ -282,7 +324,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const attempt = task.attempts + 1;
     task.attempts = attempt;
     task.status = "STARTED";
-    const run: Running = { controller: new AbortController(), attempt, cancelled: false };
+    const run: Running = { controller: new AbortController(), attempt, cancelled: false, idle: false };
     this.#running.set(task.uuid, run);
     // The start time is taken when the start is written, as the end time is: a start that
     // waits for its group commit has not started yet.
@@ -291,13 +333,14 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const end = (outcome: Outcome) => {
       // A cancel being committed wins: this end, and a writer's change with it, is not committed.
       if (this.#cancelling.has(task.uuid)) throw new Cancelled();
+      const json = storedJsonOf(outcome);
       return () => {
         const now = Date.now();
         if (outcome.status === "COMPLETED") {
-          this.sql.completeTask(task.uuid, toStoredJson(outcome.response, "The response") ?? null, now);
+          this.sql.completeTask(task.uuid, json, now);
           this.sql.endAttempt(task.uuid, attempt, now, "COMPLETED");
         } else if (outcome.status === "ABORTED") {
-          this.sql.abortTask(task.uuid, JSON.stringify(outcome.error), outcome.message, now);
+          this.sql.abortTask(task.uuid, json ?? "null", outcome.message, now);
           this.sql.endAttempt(task.uuid, attempt, now, "ABORTED", { name: "Aborted", message: outcome.message });
         }
       };
@@ -306,9 +349,17 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       await started;
       this.#emit("attempt:start", { taskId, method: task.method, attempt, version: version.id });
       const request: unknown = JSON.parse(task.request);
-      const { outcome, committed } = await this.#executor.run(r, task.stateId, request, {
-        version, signal: run.controller.signal, task: { taskId, attempt }, onComplete: end,
-      });
+      // An error the attempt's code lets escape where nobody awaits it fails this attempt.
+      const owner: ErrorOwner = {
+        fail: (error) => {
+          if (this.#running.get(task.uuid) !== run || run.controller.signal.aborted) return false;
+          run.controller.abort(error);
+          return true;
+        },
+      };
+      const { outcome, committed } = await runOwned(owner, () =>
+        this.#executor.run(r, task.stateId, request, { version, signal: run.controller.signal, task: { taskId, attempt }, onComplete: end }),
+      );
       if (run.cancelled) return;
       run.ending = outcome.status === "ABORTED" ? this.commits.commit(end(outcome)) : committed;
       await run.ending;
@@ -379,7 +430,11 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     this.#unfinished.delete(task.uuid);
     const waiters = this.#waiters.get(task.uuid);
     this.#waiters.delete(task.uuid);
-    for (const w of waiters ?? []) w.resolve(outcome);
+    if (waiters) {
+      // Waiters get what the store holds, as a waiter after a restart would.
+      const stored = asStored(outcome);
+      for (const w of waiters) w.resolve(stored);
+    }
     this.#emit("task:finished", { taskId: idOf(task), outcome });
   }
 
@@ -394,7 +449,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     if (this.#running.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
-        this.#idle = () => (clearTimeout(timer), resolve());
+        this.#onIdle = () => (clearTimeout(timer), resolve());
       });
     }
     for (const run of this.#running.values()) run.controller.abort(new MendError("STOPPED", "The runtime is stopping."));
@@ -410,6 +465,13 @@ function fromRow(row: TaskRow): LiveTask {
     status: row.status, attempts: row.attempts, backoffStep: row.backoff_step,
     waitingForCode: row.status === "SCHEDULED_RETRY" && row.due_at === null,
   };
+}
+
+function asStored(outcome: Outcome): Outcome {
+  if (outcome.status === "CANCELLED") return outcome;
+  const json = storedJsonOf(outcome);
+  const value: unknown = json === null ? undefined : JSON.parse(json);
+  return outcome.status === "COMPLETED" ? { status: "COMPLETED", response: value } : { ...outcome, error: value ?? null };
 }
 
 export function outcomeOf(row: TaskRow): Outcome {

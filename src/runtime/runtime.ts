@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, type Stats } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Application } from "../api/application.js";
@@ -7,11 +7,12 @@ import { Context, type Caller, type CallTarget, type Outcome } from "../api/cont
 import { MendError, TaskNotFound } from "../api/errors.js";
 import { TaskId, type When } from "../api/task-id.js";
 import { CommitQueue } from "../store/commit-queue.js";
-import { openStore, releaseHolder } from "../store/open.js";
+import { openStore, releaseHolder, StoreError } from "../store/open.js";
 import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskRow, type VersionRow } from "../store/statements.js";
 import { Engine, type EngineEvents, type Recovery } from "./engine.js";
 import { Executor, type EffectValidation } from "./executor.js";
 import { States } from "./states.js";
+import { catchStrayErrors, runOwned } from "./stray.js";
 import { CodeVersion } from "./version.js";
 
 export interface RuntimeOptions {
@@ -81,6 +82,9 @@ export class Runtime {
   readonly #temporary: string | undefined;
   #versions = 0;
   #stopped: Promise<void> | undefined;
+  /** A started runtime keeps its process alive until stop(), as a worker does. */
+  #keepAlive: NodeJS.Timeout | undefined;
+  #stopCatching: (() => void) | undefined;
 
   private constructor(application: Application, options: RuntimeOptions) {
     if (!Application.is(application)) throw new MendError("INVALID_APPLICATION", "Runtime.start() needs an Application.");
@@ -95,7 +99,7 @@ export class Runtime {
     this.path = options.path ?? join(options.directory ?? this.#temporary!, "mend.sqlite");
     this.#db = openStore(this.path, { synchronous: options.synchronous });
     this.#sql = prepareStatements(this.#db);
-    this.#commits = new CommitQueue(this.#db);
+    this.#commits = new CommitQueue(this.#db, { check: sameFile(this.path) });
     this.#engine = new Engine(this.#sql, this.#commits, { concurrency });
     this.#executor = new Executor(this.#sql, this.#commits, new States(this.#sql), this.#engine, {
       effectValidation,
@@ -108,12 +112,20 @@ export class Runtime {
   static async start(application: Application, options: RuntimeOptions = {}): Promise<Runtime> {
     const runtime = new Runtime(application, options);
     runtime.#engine.recover(options.recovery);
+    runtime.#keepAlive = setInterval(() => {}, 2 ** 30);
+    runtime.#stopCatching = catchStrayErrors();
     return runtime;
   }
 
   #newVersion(application: Application, id?: string): CodeVersion {
     this.#versions++;
     return new CodeVersion(id ?? `v${this.#versions}`, application);
+  }
+
+  /** The durability the store runs with: SQLite's `synchronous`, as the open connection reports it. */
+  get synchronous(): "FULL" | "NORMAL" | "OFF" | "EXTRA" {
+    const level = this.#db.pragma("synchronous", { simple: true }) as number;
+    return (["OFF", "NORMAL", "FULL", "EXTRA"] as const)[level]!;
   }
 
   /** The code version new attempts run. */
@@ -150,14 +162,32 @@ export class Runtime {
     };
   }
 
-  /** Calls a method from outside; a workflow is spawned and awaited. */
-  async call(target: CallTarget, request: unknown): Promise<Outcome> {
+  /**
+   * Calls a method from outside; a workflow is spawned and awaited. `signal` gives up the
+   * call (a client that went away): the method's `ctx.signal` aborts and nothing it did is
+   * committed; a spawned workflow goes on.
+   */
+  async call(target: CallTarget, request: unknown, signal: AbortSignal = new AbortController().signal): Promise<Outcome> {
     const version = this.#engine.version;
     const r = this.#executor.resolve(version, target);
-    if (r.method.kind === "workflow") return this.#engine.wait(await this.spawn(target, request));
-    const { outcome, committed } = await this.#executor.run(r, target.stateId, request, { version, signal: new AbortController().signal });
-    await committed;
-    return outcome;
+    if (r.method.kind === "workflow") return this.#engine.wait(await this.spawn(target, request), signal);
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    let running = true;
+    // An error the method's code lets escape where nobody awaits it fails this call.
+    const owner = { fail: (error: Error) => running && !controller.signal.aborted && (controller.abort(error), true) };
+    try {
+      const { outcome, committed } = await runOwned(owner, () =>
+        this.#executor.run(r, target.stateId, request, { version, signal: controller.signal }),
+      );
+      await committed;
+      return outcome;
+    } finally {
+      running = false;
+      signal.removeEventListener("abort", onAbort);
+    }
   }
 
   spawn(target: CallTarget, request: unknown, when?: When): Promise<TaskId> {
@@ -197,7 +227,9 @@ export class Runtime {
   /** Stops: running attempts get `graceMs` to finish, then are left for recovery. */
   stop(options: { graceMs?: number } = {}): Promise<void> {
     this.#stopped ??= (async () => {
+      clearInterval(this.#keepAlive);
       await this.#engine.stop(options.graceMs ?? 2000);
+      this.#stopCatching?.();
       this.#commits.flush();
       this.#db.close();
       releaseHolder(this.path);
@@ -205,6 +237,29 @@ export class Runtime {
     })();
     return this.#stopped;
   }
+}
+
+/**
+ * A check that the file at `path` is still the store this runtime opened: a store deleted or
+ * replaced under a running server would take every later write with it.
+ */
+function sameFile(path: string): () => void {
+  const opened = statSync(path);
+  let refused: StoreError | undefined;
+  return () => {
+    if (refused) throw refused;
+    let now: Stats | undefined;
+    try {
+      now = statSync(path);
+    } catch {
+      now = undefined;
+    }
+    if (now?.ino === opened.ino && now.dev === opened.dev) return;
+    refused = new StoreError(
+      `The store file ${path} was ${now ? "replaced" : "deleted"} while this runtime had it open; no write is accepted any more. Stop the runtime and restore the file.`,
+    );
+    throw refused;
+  };
 }
 
 function taskInfo(row: TaskRow & { rowid: number }): TaskInfo {

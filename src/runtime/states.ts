@@ -20,8 +20,8 @@ export function describeState(type: string, id: string): string {
 export class States {
   #pending = new Map<string, { json: string; gen: number }>();
   #gen = 0;
-  /** Moves on each time pending writes are dropped: a writer that read before must not commit. */
-  epoch = 0;
+  /** Per instance, moves on each time its pending write is dropped: a writer that read it before must not commit. */
+  #epochs = new Map<string, number>();
 
   constructor(private readonly sql: Statements) {}
 
@@ -64,10 +64,16 @@ export class States {
     };
   }
 
-  /** After a failed commit: forget every write not yet durable. */
-  dropPending(): void {
-    this.#pending.clear();
-    this.epoch++;
+  epochOf(key: string): number {
+    return this.#epochs.get(key) ?? 0;
+  }
+
+  /** After a failed commit: forget the writes to these instances that are not yet durable. */
+  dropPending(keys: Iterable<string>): void {
+    for (const key of keys) {
+      this.#pending.delete(key);
+      this.#epochs.set(key, this.epochOf(key) + 1);
+    }
   }
 
   #parse(type: StateTypeDefinition, id: string, json: string | undefined): Record<string, unknown> {

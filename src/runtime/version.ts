@@ -7,6 +7,8 @@ export interface ResolvedMethod {
   readonly method: MethodDefinition;
   readonly impl: (...args: unknown[]) => unknown;
   readonly retry: RetryPolicy;
+  /** How long one run may take; Infinity for none. */
+  readonly timeoutMs: number;
 }
 
 /** One loaded version of the application's code. */
@@ -32,6 +34,7 @@ export class CodeVersion {
       method: m,
       impl: servicer.impl[method] as (...args: unknown[]) => unknown,
       retry: resolveRetry(this.application.retry, m.retry),
+      timeoutMs: m.timeoutMs ?? (m.kind === "workflow" ? Infinity : (this.application.timeoutMs ?? 60_000)),
     };
   }
 

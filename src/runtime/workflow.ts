@@ -85,7 +85,10 @@ export class WorkflowRun implements WorkflowSteps {
     const scope = memo.scope();
     if (!scope.memoise) return this.o.base.call(target, request);
     const r = runner.resolve(version, target);
-    if (r.method.kind === "workflow") return this.o.host.wait(await this.#spawn(scope, target, request, { mode: "spawn", alias: explicit }));
+    if (r.method.kind === "workflow") {
+      const child = await this.#spawn(scope, target, request, { mode: "spawn", alias: explicit });
+      return this.o.host.idle(this.o.taskId.taskUuid, this.o.host.wait(child));
+    }
 
     const alias = aliasOf(scope, target, explicit);
     const step = describeStep("call", target);
@@ -158,7 +161,7 @@ export class WorkflowRun implements WorkflowSteps {
     for (let wait = FIRST_WAIT_MS; ; wait = Math.min(wait * 2, maxMs)) {
       const value = await this.o.memo.within(fresh, fn);
       if (value) return (await this.#finish(key, "until", alias, value)) as T;
-      await sleep(Math.min(wait, maxMs), undefined, { signal: this.o.signal });
+      await this.o.host.idle(this.o.taskId.taskUuid, sleep(Math.min(wait, maxMs), undefined, { signal: this.o.signal }));
       this.#active();
     }
   }

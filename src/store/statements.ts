@@ -1,4 +1,5 @@
 import type Database from "better-sqlite3";
+import { fault } from "./faults.js";
 
 export type TaskStatus =
   | "SCHEDULED"
@@ -79,7 +80,7 @@ export interface TaskFilter {
 export function prepareStatements(db: Database.Database) {
   const s = (sql: string) => db.prepare(sql);
   const insertTask = s(`INSERT INTO tasks (uuid, state_type, state_id, method, request, status, due_at, created_at, updated_at, parent_uuid)
-    VALUES (@uuid, @state_type, @state_id, @method, @request, 'SCHEDULED', @due_at, @now, @now, @parent_uuid)`);
+    VALUES (@uuid, @state_type, @state_id, @method, @request, 'SCHEDULED', @due_at, @created_at, @now, @parent_uuid)`);
   const startTask = s(`UPDATE tasks SET status = 'STARTED', attempts = @number, updated_at = @now WHERE uuid = @uuid`);
   const insertAttempt = s(`INSERT INTO attempts (task_uuid, number, version, started_at) VALUES (@uuid, @number, @version, @now)`);
   const endAttempt = s(`UPDATE attempts SET ended_at = @now, outcome = @outcome, error_class = @error_class,
@@ -115,21 +116,27 @@ export function prepareStatements(db: Database.Database) {
     ON CONFLICT (state_type, state_id) DO UPDATE SET state = excluded.state`);
 
   return {
-    insertTask: (t: { uuid: string; state_type: string; state_id: string; method: string; request: string; due_at: number; now: number; parent_uuid: string | null }) =>
-      insertTask.run(t),
+    /** `created_at` is when the task was asked for (its `when` counts from then); `now` is the commit. */
+    insertTask(t: { uuid: string; state_type: string; state_id: string; method: string; request: string; due_at: number; created_at: number; now: number; parent_uuid: string | null }) {
+      fault("store.insertTask");
+      return insertTask.run(t);
+    },
     startTask(uuid: string, number: number, version: string, now: number) {
+      fault("store.startTask");
       startTask.run({ uuid, number, now });
       insertAttempt.run({ uuid, number, version, now });
     },
     endAttempt(uuid: string, number: number, now: number, outcome: string, error?: { name: string; message: string; stack?: string }) {
+      fault("store.endAttempt");
       endAttempt.run({ uuid, number, now, outcome, error_class: error?.name ?? null, error_message: error?.message ?? null, error_stack: error?.stack ?? null });
     },
-    completeTask: (uuid: string, response: string | null, now: number) => completeTask.run({ uuid, response, now }),
-    abortTask: (uuid: string, error: string, lastError: string, now: number) => abortTask.run({ uuid, error, last_error: lastError, now }),
+    completeTask: (uuid: string, response: string | null, now: number) => (fault("store.completeTask"), completeTask.run({ uuid, response, now })),
+    abortTask: (uuid: string, error: string, lastError: string, now: number) =>
+      (fault("store.abortTask"), abortTask.run({ uuid, error, last_error: lastError, now })),
     failTask: (uuid: string, dueAt: number | null, backoffStep: number, lastError: string, now: number) =>
-      failTask.run({ uuid, due_at: dueAt, backoff_step: backoffStep, last_error: lastError, now }),
-    cancelTask: (uuid: string, now: number) => cancelTask.run({ uuid, now }),
-    rescheduleTask: (uuid: string, dueAt: number, now: number) => rescheduleTask.run({ uuid, due_at: dueAt, now }),
+      (fault("store.failTask"), failTask.run({ uuid, due_at: dueAt, backoff_step: backoffStep, last_error: lastError, now })),
+    cancelTask: (uuid: string, now: number) => (fault("store.cancelTask"), cancelTask.run({ uuid, now })),
+    rescheduleTask: (uuid: string, dueAt: number, now: number) => (fault("store.rescheduleTask"), rescheduleTask.run({ uuid, due_at: dueAt, now })),
     getTask: (uuid: string) => getTask.get(uuid) as TaskRow | undefined,
     listAttempts: (uuid: string) => listAttempts.all(uuid) as AttemptRow[],
     unfinishedTasks: () => unfinishedTasks.all() as TaskRow[],
@@ -137,11 +144,12 @@ export function prepareStatements(db: Database.Database) {
     parkTask: (uuid: string, reason: string, now: number) => parkTask.run({ uuid, reason, now }),
     recordVersion: (v: VersionRow) => recordVersion.run(v),
     lastVersion: () => (lastVersion.get() as number | null) ?? 0,
-    iterateTask: (uuid: string, dueAt: number, iteration: number, now: number) => iterateTask.run({ uuid, due_at: dueAt, iteration, now }),
+    iterateTask: (uuid: string, dueAt: number, iteration: number, now: number) =>
+      (fault("store.iterateTask"), iterateTask.run({ uuid, due_at: dueAt, iteration, now })),
     getMemo: (uuid: string, alias: string) => getMemo.get(uuid, alias) as MemoRow | undefined,
-    putMemo: (m: Omit<MemoRow, "updated_at"> & { now: number }) => putMemo.run(m),
+    putMemo: (m: Omit<MemoRow, "updated_at"> & { now: number }) => (fault("store.putMemo"), putMemo.run(m)),
     readState: (type: string, id: string) => readState.get(type, id) as string | undefined,
-    writeState: (type: string, id: string, state: string) => writeState.run(type, id, state),
+    writeState: (type: string, id: string, state: string) => (fault("store.writeState", type, id, state), writeState.run(type, id, state)),
     listTasks(filter: TaskFilter): (TaskRow & { rowid: number })[] {
       const where: string[] = [];
       const params: Record<string, unknown> = { limit: filter.limit };

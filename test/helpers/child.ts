@@ -45,8 +45,9 @@ export type Child = ResultPromise<{ reject: false; buffer: false }> & {
 };
 
 /** Runs test/helpers/run-app.mjs: a runtime on `directory` with the bundled app, in a child process. */
-export function runApp(directory: string, bundle: string, actions: unknown[] = []): Child {
+export function runApp(directory: string, bundle: string, actions: unknown[] = [], env: Record<string, string> = {}): Child {
   const child = execa("node", [join(root, "test/helpers/run-app.mjs"), directory, bundle, JSON.stringify(actions)], {
+    env,
     reject: false,
     buffer: false,
     stdin: "ignore",

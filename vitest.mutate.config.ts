@@ -1,0 +1,24 @@
+// The tests that run mend's sources in-process: the ones that can see a mutant of src/.
+// (Tests that drive the built CLI or a child process run dist/, which Stryker does not mutate.)
+import { defineConfig } from "vitest/config";
+import base from "./vitest.config.js";
+
+export default defineConfig({
+  ...base,
+  test: {
+    ...base.test,
+    include: [
+      "test/runtime.test.ts",
+      "test/tasks.test.ts",
+      "test/workflows.test.ts",
+      "test/faults.test.ts",
+      "test/model.test.ts",
+      "test/store.test.ts",
+      "test/bad-input-store.test.ts",
+      "test/bad-input-code.test.ts",
+      "test/cancel-race.test.ts",
+      "test/unit.test.ts",
+      "test/pure.test.ts",
+    ],
+  },
+});
