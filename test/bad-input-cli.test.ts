@@ -11,7 +11,7 @@ let url: string;
 let notMend: Server;
 let notMendUrl: string;
 beforeAll(async () => {
-  ({ url } = await serve(copyFixture("bank"), [], true));
+  ({ url } = await serve(copyFixture("bank", tempDir(true)), [], true));
   notMend = createServer((_req, res) => res.writeHead(200, { "content-type": "text/html" }).end("<html>a web page</html>"));
   await new Promise<void>((resolve) => notMend.listen(0, "127.0.0.1", resolve));
   notMendUrl = `http://127.0.0.1:${(notMend.address() as { port: number }).port}`;

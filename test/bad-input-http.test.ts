@@ -8,12 +8,13 @@ import { beforeAll, describe, expect, test } from "vitest";
 import { ExternalContext } from "mend";
 import { Account } from "../fixtures/bank/src/api.js";
 import { copyFixture, serve } from "./helpers/cli.js";
+import { tempDir } from "./helpers/temp.js";
 
 let url: string;
 let port: number;
 let ctx: ExternalContext;
 beforeAll(async () => {
-  ({ url } = await serve(copyFixture("bank"), [], true));
+  ({ url } = await serve(copyFixture("bank", tempDir(true)), [], true));
   port = Number(new URL(url).port);
   ctx = new ExternalContext({ url });
 });

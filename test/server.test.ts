@@ -2,11 +2,12 @@ import { beforeAll, describe, expect, test } from "vitest";
 import { ExternalContext, MethodFailed, TaskId } from "mend";
 import { Account, Bank } from "../fixtures/bank/src/api.js";
 import { copyFixture, mend, serve } from "./helpers/cli.js";
+import { tempDir } from "./helpers/temp.js";
 
 let url: string;
 let ctx: ExternalContext;
 beforeAll(async () => {
-  ({ url } = await serve(copyFixture("bank"), [], true));
+  ({ url } = await serve(copyFixture("bank", tempDir(true)), [], true));
   ctx = new ExternalContext({ url });
 });
 
