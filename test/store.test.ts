@@ -7,6 +7,7 @@ import { Runtime, StoreError } from "mend";
 import bank from "../fixtures/bank/src/main.js";
 import { Account } from "../fixtures/bank/src/api.js";
 import { start } from "./helpers/runtimes.js";
+import { MIGRATIONS } from "../src/store/migrations.js";
 import { tempDir } from "./helpers/temp.js";
 
 function refuses(path: string, message: RegExp) {
@@ -61,7 +62,7 @@ test("a store written by a newer schema version is refused and left untouched", 
   const db = new Database(path);
   db.pragma("user_version = 99");
   db.close();
-  await refuses(path, /has schema version 99, written by a newer mend \(this one knows up to 2\)/);
+  await refuses(path, new RegExp(`has schema version 99, written by a newer mend \\(this one knows up to ${MIGRATIONS.length}\\)`));
 });
 
 test("a store whose folder cannot be created (its parent is a file) gives a clear error", async () => {
