@@ -51,13 +51,17 @@ export function isAlive(pid: number): boolean {
  * watcher, and `mend dev expunge`, refuse meanwhile. A holder that is gone is taken over.
  */
 export function holdStateDirectory(directory: string, name: string): () => void {
-  mkdirSync(directory, { recursive: true });
   const path = join(directory, WATCHER_HOLDER);
   const mine: HolderFile = { pid: process.pid, command: "mend dev run", since: new Date().toISOString() };
   // Written whole to a file of our own, then linked into place: linking fails if the name
   // exists, so two watchers starting at once cannot both win, and no one reads it half written.
   const own = `${path}.${process.pid}`;
-  writeFileSync(own, JSON.stringify(mine), { mode: 0o600 });
+  try {
+    mkdirSync(directory, { recursive: true });
+    writeFileSync(own, JSON.stringify(mine), { mode: 0o600 });
+  } catch (e) {
+    throw new MendError("STATE_DIRECTORY", `Cannot write the state folder ${directory}: ${(e as Error).message}`, { cause: e });
+  }
   try {
     for (let tries = 0; ; tries++) {
       try {

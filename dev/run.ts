@@ -1,21 +1,21 @@
-import { watch, type FSWatcher } from "chokidar";
-import { existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import pc from "picocolors";
-import picomatch from "picomatch";
-import { crashReason, parkedLine, stuckReason, suspectLine, type StoppedTask } from "../src/cli/log-lines.js";
+import { parkedLine, suspectLine } from "../src/cli/log-lines.js";
 import { TaskLog } from "../src/cli/task-log.js";
-import { Builder, type BuildResult } from "./builder.js";
+import { Builder } from "./builder.js";
 import { holdStateDirectory, isAlive } from "./lock.js";
 import type { FromRuntime, RuntimeConfig, VersionInfo } from "./messages.js";
 import { effectValidationNotice, exportLine, noTaskLine, readyLine, rejectedLine } from "./output.js";
-import { diedByItself, Parked, RunningAttempts, Suspects } from "./running.js";
+import { Parked, RunningAttempts, Suspects, verdict } from "./running.js";
 import { serial } from "./serial.js";
+import { Sources } from "./sources.js";
 import { Supervisor, type Exit } from "./supervisor.js";
 import { TypeChecker } from "./typecheck.js";
+import { VersionNumbers } from "./versions.js";
 
 
 export interface DevRunOptions {
@@ -91,25 +91,13 @@ export async function devRun(o: DevRunOptions): Promise<number> {
   let finished: (code: number) => void = () => {};
   const done = new Promise<number>((resolve) => (finished = resolve));
 
-  // Versions are numbered per store: the runtime tells the last number before the first build is named.
-  let next: number | undefined;
-  let storeKnown: () => void = () => {};
-  const storeReady = new Promise<void>((resolve) => (storeKnown = resolve));
-  // A version's load, awaited before the next build is named, so that a rejected build's
-  // number goes to the next one.
-  let loading: { version: string; settle: () => void } | undefined;
-  const settleLoad = (version?: string) => {
-    if (loading && (version === undefined || loading.version === version)) {
-      loading.settle();
-      loading = undefined;
-    }
-  };
+  const versions = new VersionNumbers();
 
   const send = (v: Version) => supervisor.send({ type: "load", version: v.version, file: v.file, info: v.info });
 
   const onLoaded = (m: Extract<FromRuntime, { type: "loaded" | "load-failed" }>) => {
     const v = latest?.version === m.version ? latest : current?.version === m.version ? current : undefined;
-    settleLoad(m.version);
+    versions.settle(m.version);
     if (!v) return;
     if (m.type === "load-failed") {
       warn(rejectedLine(v.info.changed, m.message));
@@ -117,7 +105,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
       if (latest === v) latest = current;
       if (v !== current) {
         builder.remove(v.version);
-        next = Number(v.version.slice(1)); // its number goes to the next good build
+        versions.rejected(v.version);
       }
       // A runtime that just started has nothing loaded: give it the last good version.
       if (fresh && current && current !== v) send(current);
@@ -136,10 +124,8 @@ export async function devRun(o: DevRunOptions): Promise<number> {
   const causes = new Map<string, Change[]>(); // version -> the saves that led to it
 
   const onMessage = (m: FromRuntime) => {
-    if (m.type === "store") {
-      next ??= m.lastVersion + 1;
-      storeKnown();
-    } else if (m.type === "started") {
+    if (m.type === "store") versions.storeOpened(m.lastVersion);
+    else if (m.type === "started") {
       if (!url) {
         log(`mend: serving ${o.name ?? "the application"} at ${m.url}`);
         if (o.port === 0) log(pc.dim(exportLine(m.url)));
@@ -178,16 +164,15 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     }
     restarts++;
     fresh = true;
-    settleLoad();
+    versions.settle();
     warn(pc.red(`mend: the runtime ${exit.reason}; restarting it on ${v?.version ?? "the next good build"}`));
-    if (exit.stuck) {
-      if (stopped.length === 0) warn(noTaskLine(hangMs));
-      for (const t of stopped) park(t, stuckReason(hangMs));
-    } else if (diedByItself(exit)) {
-      const toPark = new Set(suspects.died(stopped.map((t) => t.taskId)));
-      const how = exit.reason;
-      for (const t of stopped) toPark.has(t.taskId) ? park(t, crashReason(how)) : warn(suspectLine(t));
+    if (exit.stuck && stopped.length === 0) warn(noTaskLine(hangMs));
+    const { park, suspects: wereRunning } = verdict(exit, stopped, suspects, hangMs);
+    for (const { task, reason } of park) {
+      parked.park(task.taskId, task.version, reason);
+      warn(parkedLine(task, reason));
     }
+    for (const t of wereRunning) warn(suspectLine(t));
     config.recovery = { stoppedAt: exit.stoppedAt, park: v ? parked.forStart(v.version) : [] };
     // A runtime that dies again and again at start waits a little between starts.
     setTimeout(() => {
@@ -195,10 +180,6 @@ export async function devRun(o: DevRunOptions): Promise<number> {
       supervisor.start();
       if (v) send(latest ?? v);
     }, restarts > 3 ? 1000 : 0);
-  };
-  const park = (t: StoppedTask, reason: string) => {
-    parked.park(t.taskId, t.version, reason);
-    warn(parkedLine(t, reason));
   };
 
   const supervisor = new Supervisor({
@@ -215,78 +196,40 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     onExit,
   });
 
-  let watched = new Set<string>();
-  const globs = o.watch.map((g) => picomatch(resolve(g)));
-  const watcher: FSWatcher = watch([dirname(entry), ...o.watch.map((g) => resolve(picomatch.scan(g).base || "."))], {
-    ignoreInitial: true,
-    ignored: (p) => p.includes("/node_modules/") || p.startsWith(directory) || p.includes("/.git/"),
-  });
-
-  const updateWatched = (result: Extract<BuildResult, { ok: true }>) => {
-    const inputs = new Set(result.inputs);
-    const added = [...inputs].filter((p) => !watched.has(p) && !p.startsWith(dirname(entry)));
-    if (added.length > 0) watcher.add(added);
-    watched = inputs;
-  };
-
   // `undefined` is the first build, which no save caused.
-  // chokidar drops a file's change events within 50 ms of the previous one: after each
-  // build, a file whose mtime moved past what the build saw is rebuilt again.
-  const mtimes = new Map<string, number>();
-  const mtimeOf = (p: string) => {
-    try {
-      return statSync(p).mtimeMs;
-    } catch {
-      return -1;
-    }
-  };
-  const recheck = () => {
-    for (const [p, seen] of mtimes) if (mtimeOf(p) !== seen) rebuild({ path: p, at: performance.now() });
-  };
+  const sources = new Sources(entry, o.watch, directory, (path) => rebuild({ path, at: performance.now() }), () => current !== undefined);
 
   const rebuild = serial<Change | undefined>(async (reasons) => {
     const changes = reasons.filter((c): c is Change => c !== undefined);
-    for (const p of watched) mtimes.set(p, mtimeOf(p));
+    sources.building();
     const result = await builder.build();
-    setTimeout(recheck, 60).unref();
+    sources.buildEnded(result.ok ? result.inputs : undefined);
     if (!result.ok) {
       warn(`${pc.red("Build failed")}:\n${result.message}`);
       warn(current ? `${current.version} keeps serving; fix it and save.` : "Waiting for a save that fixes it.");
       return;
     }
-    updateWatched(result);
     checker?.check();
-    await storeReady;
+    const version = await versions.next();
     if (stopping) return;
-    const version = `v${next!++}`;
     const superseded = latest !== current ? latest : undefined;
     const info = { changed: [...new Set(changes.map((c) => show(c.path)))], buildMs: result.ms };
     latest = { version, file: builder.write(version, result.code, result.map), info };
     causes.set(version, changes);
     if (superseded) builder.remove(superseded.version);
-    const loaded = new Promise<void>((settle) => (loading = { version, settle }));
+    const loaded = versions.loaded(version);
     if (o.reload === "restart" && current) supervisor.restart();
     else send(latest);
     await loaded;
   }, 5);
-
-  const debug = process.env.MEND_DEBUG ? (line: string) => warn(pc.dim(`[debug] ${line}`)) : () => {};
-  watcher.on("all", (event, path) => {
-    debug(`${event} ${path}`);
-    if (event === "addDir" || event === "unlinkDir") return;
-    const abs = resolve(path);
-    // Before the first good build any file beside the entry may matter; after it, only what esbuild read.
-    const relevant = watched.has(abs) || globs.some((m) => m(abs)) || (!current && abs.startsWith(dirname(entry)));
-    if (relevant) rebuild({ path: abs, at: performance.now() });
-  });
 
   let stopping = false;
   /** Stops everything and removes what this run made; `failedToStart` also removes a state folder it created. */
   async function stop(code: number, failedToStart = false): Promise<void> {
     if (stopping) return;
     stopping = true;
-    settleLoad();
-    await watcher.close();
+    versions.settle();
+    await sources.close();
     await supervisor.stop();
     await builder.dispose();
     await checker?.stop();
@@ -312,7 +255,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
   if ((o.effectValidation ?? "quiet") === "quiet") log(effectValidationNotice());
   // The runtime boots while the first build runs.
   supervisor.start();
-  await watcherReady(watcher);
+  await sources.ready();
   rebuild(undefined);
   return done;
 }
@@ -339,8 +282,4 @@ function removeIfEmpty(dir: string): void {
   } catch {
     // not empty, or gone
   }
-}
-
-function watcherReady(watcher: FSWatcher): Promise<void> {
-  return new Promise((resolve) => watcher.once("ready", () => resolve()));
 }

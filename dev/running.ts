@@ -1,4 +1,4 @@
-import type { StoppedTask } from "../src/cli/log-lines.js";
+import { crashReason, stuckReason, type StoppedTask } from "../src/cli/log-lines.js";
 import type { AttemptStart } from "../src/cli/task-log.js";
 
 /** The attempts running in the runtime child, as it reports their starts and ends. */
@@ -78,4 +78,31 @@ export class Parked {
   forStart(version: string): { taskUuid: string; reason: string }[] {
     return [...this.#tasks].filter(([, p]) => p.version === version).map(([id, p]) => ({ taskUuid: id.split("/")[2]!, reason: p.reason }));
   }
+}
+
+/** What to do about the tasks that were running when the runtime stopped. */
+export interface Verdict {
+  /** Parked, with the error each is stored with. */
+  park: { task: StoppedTask; reason: string }[];
+  /** Running at a death of the runtime's own: parked if it happens again. */
+  suspects: StoppedTask[];
+}
+
+/**
+ * A stuck runtime's tasks are parked at once (one of them kept it from answering); after a
+ * death of the runtime's own, the tasks that were running at the one before too.
+ */
+export function verdict(
+  exit: { stuck: boolean; planned: boolean; signal?: string; reason: string },
+  stopped: readonly StoppedTask[],
+  suspects: Suspects,
+  hangMs: number,
+): Verdict {
+  if (exit.stuck) return { park: stopped.map((task) => ({ task, reason: stuckReason(hangMs) })), suspects: [] };
+  if (!diedByItself(exit)) return { park: [], suspects: [] };
+  const twice = new Set(suspects.died(stopped.map((t) => t.taskId)));
+  return {
+    park: stopped.filter((t) => twice.has(t.taskId)).map((task) => ({ task, reason: crashReason(exit.reason) })),
+    suspects: stopped.filter((t) => !twice.has(t.taskId)),
+  };
 }

@@ -7,7 +7,8 @@ import { attemptJson, limit, shortUuid, stuckReason, type AttemptReport } from "
 import { TaskLog } from "../src/cli/task-log.js";
 import { Heartbeat } from "../dev/heartbeat.js";
 import { holdStateDirectory, readHolder } from "../dev/lock.js";
-import { diedByItself, Parked, RunningAttempts, Suspects } from "../dev/running.js";
+import { diedByItself, Parked, RunningAttempts, Suspects, verdict } from "../dev/running.js";
+import { VersionNumbers } from "../dev/versions.js";
 import { tempDir } from "./helpers/temp.js";
 
 describe("heartbeat", () => {
@@ -66,9 +67,40 @@ describe("crashes and parking", () => {
     expect(r.stopped(4000)).toEqual([]);
   });
 
+  test("a hang parks what ran at once; a death of its own, what ran at two in a row; a kill from outside, nothing", () => {
+    const t = (id: string) => ({ taskId: `T/a/${id}`, method: "m", version: "v1", ranMs: 10 });
+    const s = new Suspects();
+    const hang = { stuck: true, planned: false, signal: "SIGKILL", reason: "stopped answering for 3 s" };
+    expect(verdict(hang, [t("u1")], s, 3000).park).toEqual([{ task: t("u1"), reason: stuckReason(3000) }]);
+    const exit = { stuck: false, planned: false, reason: "exited with code 1" };
+    expect(verdict(exit, [t("u1")], s, 3000)).toEqual({ park: [], suspects: [t("u1")] });
+    expect(verdict({ ...exit, signal: "SIGKILL", reason: "was killed by SIGKILL" }, [t("u1")], s, 3000)).toEqual({ park: [], suspects: [] });
+    expect(verdict(exit, [t("u1"), t("u2")], s, 3000)).toEqual({
+      park: [{ task: t("u1"), reason: "stopped the runtime twice in a row (it exited with code 1); parked until new code or a retry" }],
+      suspects: [t("u2")],
+    });
+  });
+
   test("the parked reason names the limit as set", () => {
     expect(stuckReason(3000)).toBe("stuck: ran for more than 3 s without yielding; parked until new code or a retry");
     expect([limit(2500), limit(250)]).toEqual(["2.5 s", "250 ms"]);
+  });
+});
+
+describe("version numbers", () => {
+  test("go on from the store's last one; a rejected build's number goes to the next", async () => {
+    const v = new VersionNumbers();
+    const first = v.next();
+    v.storeOpened(13);
+    v.storeOpened(99); // a restarted runtime reports again: the numbering goes on
+    expect(await first).toBe("v14");
+    const loaded = v.loaded("v14");
+    v.settle("v13"); // another version's load does not settle it
+    v.settle("v14");
+    await loaded;
+    expect(await v.next()).toBe("v15");
+    v.rejected("v15");
+    expect(await v.next()).toBe("v15");
   });
 });
 
@@ -139,5 +171,11 @@ describe("holder files", () => {
     expect(readHolder(join(dir, "dev-run.holder"))).toMatchObject({ state: "held", holder: { pid: process.pid, command: "mend dev run" } });
     release();
     expect(readHolder(join(dir, "dev-run.holder"))).toEqual({ state: "none" });
+  });
+
+  test("a state folder that cannot be written is one clear error", () => {
+    const file = join(tempDir(), "a-file");
+    writeFileSync(file, "");
+    expect(() => holdStateDirectory(join(file, ".mend", "app"), "app")).toThrow(/^Cannot write the state folder .*a-file\/\.mend\/app: ENOTDIR/);
   });
 });
