@@ -76,6 +76,8 @@ async function load(version: string, file: string, info: VersionInfo | undefined
     const options: RuntimeOptions = { directory: config.directory, version, recovery: config.recovery };
     if (config.effectValidation) options.effectValidation = config.effectValidation as RuntimeOptions["effectValidation"];
     runtime = await Runtime.start(app, options);
+    // From here on tasks may run (none runs before); the thread starts beside the server.
+    dieWithWatcher(3000);
     watch(runtime);
     // Loading the same code again retries every failing task on it (restart reload mode).
     if (retryFailing) retrying = runtime.load(app, version).retrying.map(TaskId.format);
@@ -127,7 +129,6 @@ function fatal(message: string): void {
   process.send({ type: "fatal", message } satisfies FromRuntime, () => process.exit(1));
 }
 
-dieWithWatcher(3000);
 try {
   send({ type: "store", lastVersion: lastVersion() });
 } catch (e) {
