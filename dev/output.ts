@@ -25,11 +25,6 @@ export function effectValidationNotice(): string {
   return pc.dim("mend: effect validation runs readers, writers and transactions twice, the first run rolled back, to show effects outside their state; --effect-validation disabled turns it off.");
 }
 
-/** What a shell needs to reach the server the watcher started on a port it picked. */
-export function exportLine(url: string): string {
-  return `export MEND_APPLICATION_URL=${url}`;
-}
-
 /** When the runtime stopped answering but no task was running. */
 export function noTaskLine(hangMs: number): string {
   return `  no task was running: a direct call or the app's own code ran for more than ${limit(hangMs)} without yielding`;

@@ -4,12 +4,13 @@ import { dirname, join, relative, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import pc from "picocolors";
+import { applicationUrlExportLine } from "../src/cli/application-url.js";
 import { parkedLine, suspectLine } from "../src/cli/log-lines.js";
 import { TaskLog } from "../src/cli/task-log.js";
 import { Builder } from "./builder.js";
 import { holdStateDirectory, isAlive } from "./lock.js";
 import type { FromRuntime, RuntimeConfig, VersionInfo } from "./messages.js";
-import { effectValidationNotice, exportLine, noTaskLine, readyLine, rejectedLine } from "./output.js";
+import { effectValidationNotice, noTaskLine, readyLine, rejectedLine } from "./output.js";
 import { Parked, RunningAttempts, Suspects, verdict } from "./running.js";
 import { serial } from "./serial.js";
 import { Sources } from "./sources.js";
@@ -128,7 +129,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     else if (m.type === "started") {
       if (!url) {
         log(`mend: serving ${o.name ?? "the application"} at ${m.url}`);
-        if (o.port === 0) log(pc.dim(exportLine(m.url)));
+        if (o.port === 0) log(pc.dim(applicationUrlExportLine(m.url)));
       }
       url = m.url;
       config.port = Number(new URL(m.url).port);

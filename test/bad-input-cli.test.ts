@@ -10,13 +10,38 @@ import { tempDir } from "./helpers/temp.js";
 let url: string;
 let notMend: Server;
 let notMendUrl: string;
+/** Answers nothing, ever. */
+let silent: Server;
+let silentUrl: string;
+/** Answers every page of the list with the same `next`. */
+let stuck: Server;
+let stuckUrl: string;
+let stuckPages = 0;
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+
 beforeAll(async () => {
   ({ url } = await serve(copyFixture("bank", tempDir(true)), [], true));
   notMend = createServer((_req, res) => res.writeHead(200, { "content-type": "text/html" }).end("<html>a web page</html>"));
-  await new Promise<void>((resolve) => notMend.listen(0, "127.0.0.1", resolve));
-  notMendUrl = `http://127.0.0.1:${(notMend.address() as { port: number }).port}`;
+  notMendUrl = await listen(notMend);
+  silent = createServer(() => {});
+  silentUrl = await listen(silent);
+  stuck = createServer((_req, res) => {
+    stuckPages++;
+    const task = { id: "A/a/x", taskId: { stateType: "A", stateId: "a", taskUuid: "x" }, shortUuid: "x", method: "m", status: "SCHEDULED", dueAt: 0, updatedAt: 0, createdAt: 0, attempts: 0, lastError: null, iteration: 0, cursor: 5 };
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ tasks: [task], next: 5 }));
+  });
+  stuckUrl = await listen(stuck);
 });
-afterAll(() => new Promise<void>((resolve) => notMend.close(() => resolve())));
+afterAll(async () => {
+  for (const server of [notMend, silent, stuck]) {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+});
 
 const UNKNOWN = "00000000-0000-4000-8000-000000000000";
 
@@ -53,9 +78,10 @@ describe("unknown and mismatched tasks", () => {
   test("retry and cancel of a task the server does not have", async () => {
     const flags = ["--application-url", url];
     await fails(["task", "retry", ...flags, UNKNOWN], `mend: No task ${UNKNOWN}.`);
-    await fails(["task", "retry", ...flags, "Account/x"], "mend: 'Account/x' is not a task id (expected TYPE/STATE_ID/UUID).");
+    await fails(["task", "retry", ...flags, "Account/x"], "mend: 'Account/x' is not a task id: give a task uuid, the start of one (as mend task list shows it), or TYPE/STATE_ID/UUID.");
+    await fails(["task", "show", ...flags, "not-a-task"], "mend: 'not-a-task' is not a task id: give a task uuid, the start of one (as mend task list shows it), or TYPE/STATE_ID/UUID.");
     await fails(["task", "cancel", ...flags, "--state-type", "Account", "--state-id", "a", "--task-uuid", UNKNOWN], `mend: No task ${UNKNOWN}.`);
-    await fails(["task", "cancel", ...flags, "--state-type", "Account", "--state-id", "a", "--task-uuid", "nope"], "mend: 'nope' is not a task uuid.");
+    await fails(["task", "cancel", ...flags, "--state-type", "Account", "--state-id", "a", "--task-uuid", "nope"], "mend: 'nope' is not a task id: give a task uuid, the start of one (as mend task list shows it), or TYPE/STATE_ID/UUID.");
     await fails(["task", "cancel", ...flags, "Account/%E0%A4%A/" + UNKNOWN], "mend: 'Account/%E0%A4%A/" + UNKNOWN + "' is not a task id: its state id is not URI-encoded.");
   });
 
@@ -67,6 +93,27 @@ describe("unknown and mismatched tasks", () => {
     await fails(["task", "cancel", "--application-url", url, "--state-type", "Bank", "--state-id", "alice", "--task-uuid", uuid], `mend: Task ${uuid} belongs to Account('alice'), not Bank('alice').`);
     const shown = await mend(["task", "show", "--application-url", url, "--json", uuid]);
     expect(JSON.parse(shown.stdout).task.status).toBe("SCHEDULED");
+  });
+});
+
+describe("servers that do not answer as they should", () => {
+  test("one that never answers: the CLI gives up after --timeout", async () => {
+    await fails(["task", "list", "--application-url", silentUrl, "--timeout", "0.5"], `mend: The application at ${silentUrl} did not answer within 0.5 s.`);
+    await fails(["task", "show", "--application-url", silentUrl, "--timeout", "0.5", UNKNOWN], `mend: The application at ${silentUrl} did not answer within 0.5 s.`);
+  });
+
+  test("one whose list pages never move on: the CLI stops instead of paging forever", async () => {
+    stuckPages = 0;
+    await fails(["task", "list", "--application-url", stuckUrl], `mend: ${stuckUrl} answered a page of tasks whose 'next' (5) does not move on; stopped listing.`);
+    expect(stuckPages).toBe(2);
+  });
+
+  test.each([
+    [["task", "list", "--limit", "0"], "mend: option '--limit <n>' argument '0' is invalid. expected a whole number of at least 1."],
+    [["task", "list", "--timeout", "soon"], "mend: option '--timeout <seconds>' argument 'soon' is invalid. expected a number of seconds above 0 (at most 86400)."],
+    [["task", "list", "--watch", "--json"], "mend: --watch draws a table; it does not go with --json."],
+  ])("mend %j", async (args, line) => {
+    await fails([...args, "--application-url", url], line);
   });
 });
 

@@ -90,6 +90,10 @@ describe("wrong types in bodies", () => {
     ["a date that is not a date", { ...target, request: { amount: 1 }, when: { at: "yesterday" } }, /^Invalid task: .*when/s],
     ["a misspelt unit", { ...target, request: { amount: 1 }, when: { second: 5 } }, /^Invalid task: .*when/s],
     ["a negative duration", { ...target, request: { amount: 1 }, when: { secs: -5 } }, /^`when\.secs` must be a finite number >= 0, got -5\.$/],
+    ["a duration of 1e308 ms", { ...target, request: { amount: 1 }, when: { ms: 1e308 } }, /^`when` is more than 100 years from now\.$/],
+    ["a duration of 1e308 days", { ...target, request: { amount: 1 }, when: { days: 1e308 } }, /^`when` is more than 100 years from now\.$/],
+    ["a date in the year 275760", { ...target, request: { amount: 1 }, when: { at: 8.64e15 } }, /^`when` is \+275760-09-13T00:00:00\.000Z, more than 100 years from now\.$/],
+    ["a date past what a Date holds", { ...target, request: { amount: 1 }, when: { at: 1e20 } }, /^Invalid task: .*when/s],
   ])("POST /v1/tasks with %s is a 400, and creates no task", async (_what, body, message) => {
     const { status, body: answer } = await json("POST", "/v1/tasks", body);
     expect([status, answer.error.code]).toEqual([400, "INVALID_ARGUMENT"]);
@@ -107,6 +111,25 @@ describe("wrong types in bodies", () => {
   });
 });
 
+describe("bodies nested too deeply", () => {
+  test.each([
+    ["an array", `[${"[".repeat(100_000)}${"]".repeat(100_000)}]`],
+    ["a request", `{"stateType":"Account","stateId":"deep","method":"deposit","request":{"amount":1,"x":${"[".repeat(5000)}${"]".repeat(5000)}}}`],
+  ])("%s nested deeper than the server checks is a 400, not a 500", async (_what, body) => {
+    for (const path of ["/v1/call", "/v1/tasks"]) {
+      const answer = await send("POST", path, { body });
+      expect([answer.status, answer.body.error.code]).toEqual([400, "TOO_DEEP"]);
+      expect(answer.body.error.message).toBe("The body nests arrays or objects more than 512 levels deep.");
+    }
+    expect(await Account.ref("deep").balance(ctx)).toEqual({ balance: 0 });
+  });
+
+  test("brackets inside strings do not count", async () => {
+    const { status } = await json("POST", "/v1/call", { stateType: "Account", stateId: "[".repeat(900), method: "balance" });
+    expect(status).toBe(200);
+  });
+});
+
 describe("unknown task ids, verbs and queries", () => {
   test.each([
     ["GET", "wait"],
@@ -115,7 +138,7 @@ describe("unknown task ids, verbs and queries", () => {
   ])("%s /v1/tasks/:uuid/%s: an unknown uuid is a 404 and a malformed one a 400", async (method, action) => {
     const unknown = await send(method, `/v1/tasks/${UNKNOWN}/${action}`);
     expect([unknown.status, unknown.body.error]).toEqual([404, { code: "TASK_NOT_FOUND", message: `No task ${UNKNOWN}.` }]);
-    for (const bad of ["xyz", UNKNOWN.replace("0", "A"), `${UNKNOWN}0`, "%00"]) {
+    for (const bad of ["xyz", UNKNOWN.replace("0", "g"), `${UNKNOWN}0`, "%00", "0000-0000"]) {
       const malformed = await send(method, `/v1/tasks/${bad}/${action}`);
       expect([malformed.status, malformed.body.error.code]).toEqual([400, "INVALID_ARGUMENT"]);
     }

@@ -6,11 +6,12 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, test } from "vitest";
-import { Application, Runtime, StoreError, type RuntimeOptions, type TaskId } from "mend";
+import { Application, Runtime, StoreError, startServer, type RuntimeOptions, type TaskId } from "mend";
 import bank from "../fixtures/bank/src/main.js";
 import { Account } from "../fixtures/bank/src/api.js";
 import { CounterServicer, Job, jobServicer } from "./apps/flaky.js";
 import { next } from "./helpers/runtimes.js";
+import { copyFixture, mend } from "./helpers/cli.js";
 import { tempDir } from "./helpers/temp.js";
 
 const mounted: string[] = [];
@@ -95,7 +96,47 @@ test("a new store on a full disk is refused with a clear error", async (ctx) => 
   if (!disk) return ctx.skip();
   fill(disk);
   const path = join(disk, "app", "mend.sqlite");
-  await expect(Runtime.start(bank, { path })).rejects.toThrow(`Cannot write the store ${path}: database or disk is full`);
+  await expect(Runtime.start(bank, { path })).rejects.toThrow(`Cannot write the store ${path}: the disk is full.`);
+});
+
+test("over HTTP, a write on a full disk is a 507 that says the disk is full, and works again once there is room", async (ctx) => {
+  const disk = smallDisk(256);
+  if (!disk) return ctx.skip();
+  const rt = await start(bank, { directory: disk });
+  const server = await startServer(rt, { port: 0 });
+  try {
+    const post = async (path: string, body: unknown) => {
+      const response = await fetch(`${server.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      return { status: response.status, body: (await response.json()) as { error?: { code: string; message: string; stack?: string } } };
+    };
+    const deposit = { stateType: "Account", stateId: "alice", method: "deposit", request: { amount: 1 } };
+    const free = fill(disk);
+    const full = { status: 507, body: { error: { code: "DISK_FULL", message: "The disk is full: nothing was written. Free some space and try again." } } };
+    expect(await post("/v1/call", deposit)).toEqual(full);
+    expect(await post("/v1/tasks", deposit)).toEqual(full);
+    free();
+    expect(await post("/v1/call", deposit)).toEqual({ status: 200, body: { outcome: { status: "COMPLETED", response: { balance: 1 } } } });
+  } finally {
+    await server.close();
+  }
+});
+
+test("mend serve on a read-only or a full disk says so in one line", async (ctx) => {
+  const readOnly = smallDisk(256);
+  const full = smallDisk(256);
+  if (!readOnly || !full) return ctx.skip();
+  execFileSync("mount", ["-o", "remount,ro", readOnly]);
+  fill(full);
+  const app = copyFixture("bank");
+  const args = ["serve", "--application", "src/main.ts", "--name", "x", "--port", "0", "--state-directory"];
+  const ro = await mend([...args, readOnly], { cwd: app });
+  expect([ro.exitCode, ro.stderr]).toEqual([
+    1,
+    `mend: Cannot write the state folder ${join(readOnly, ".mend", "x")}: the file system is read-only. Pass --state-directory with a folder you can write.`,
+  ]);
+  const noRoom = await mend([...args, full], { cwd: app });
+  expect(noRoom.exitCode).toBe(1);
+  expect(noRoom.stderr).toMatch(new RegExp(`^mend: Cannot write the (build of the application to ${join(full, ".mend", "x", "build")}/\\d+|store ${join(full, ".mend", "x", "mend.sqlite")}): the disk is full\\.$`));
 });
 
 test("when the disk fills, writes fail with a clear error, what is stored stays, and all works again once there is room", async (ctx) => {

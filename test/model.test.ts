@@ -64,6 +64,7 @@ interface Real {
   rt: Runtime;
   directory: string;
   uuids: string[];
+  options: { directory: string; window?: { ms: number; tasks: number } };
 }
 
 /** Runs, in the model, what is due now: what the engine must have done once it is idle. */
@@ -168,7 +169,7 @@ const reopen: Command = {
   check: () => true,
   async run(m, r) {
     await r.rt.stop({ graceMs: 0 });
-    r.rt = await Runtime.start(version(m.fixed), { directory: r.directory });
+    r.rt = await Runtime.start(version(m.fixed), r.options);
     await check(m, r);
   },
   toString: () => "stop and reopen",
@@ -187,12 +188,17 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-test("task statuses follow the model through any sequence of spawn, cancel, retry, load, time and reopen", async () => {
+// Also with a window of a second and three tasks: most tasks then move between the store and memory.
+test.each([
+  ["the default window", undefined],
+  ["a tiny window", { ms: 1000, tasks: 3 }],
+] as const)("task statuses follow the model through any sequence of spawn, cancel, retry, load, time and reopen (%s)", async (_name, window) => {
   await fc.assert(
     fc.asyncProperty(fc.commands(commands, { maxCommands: 25 }), async (sequence) => {
       vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"], now: 1_700_000_000_000 });
       const directory = tempDir();
-      const real: Real = { rt: await Runtime.start(version(false), { directory }), directory, uuids: [] };
+      const options = window ? { directory, window } : { directory };
+      const real: Real = { rt: await Runtime.start(version(false), options), directory, uuids: [], options };
       try {
         await fc.asyncModelRun(() => ({ model: { tasks: [], fixed: false, now: Date.now() }, real }), sequence);
       } finally {

@@ -19,10 +19,13 @@ describe("checkRequest", () => {
     expect(checkRequest({ host: "localhost:9991", origin: "http://localhost:9991" }, loopback)).toBeUndefined();
     expect(checkRequest({ host: "127.0.0.1:1", "sec-fetch-site": "same-origin" }, loopback)).toBeUndefined();
   });
-  test("refuses foreign hosts while on loopback, but not beyond it", () => {
+  test("refuses foreign hosts, on loopback and beyond it (see test/exposure.test.ts)", () => {
     expect(checkRequest({ host: "evil.example" }, loopback)).toMatchObject({ status: 403, code: "FORBIDDEN_HOST" });
     expect(checkRequest({}, loopback)).toMatchObject({ status: 403, code: "FORBIDDEN_HOST" });
-    expect(checkRequest({ host: "evil.example" }, { loopback: false })).toBeUndefined();
+    expect(checkRequest({ host: "evil.example" }, { loopback: false })).toMatchObject({ status: 403, code: "FORBIDDEN_HOST" });
+    // Names that only start or end like a loopback name are a rebinding attacker's own.
+    for (const host of ["127.0.0.1.evil.example", "localhost.evil.example", "127.0.0.1.evil.example:9991", "evil-localhost", "127.0.0.1evil.example", "[::1].evil.example"])
+      expect(checkRequest({ host }, loopback), host).toMatchObject({ status: 403, code: "FORBIDDEN_HOST" });
   });
   test("refuses cross-origin browser requests", () => {
     expect(checkRequest({ host: "localhost:9991", origin: "http://evil.example" }, loopback)).toMatchObject({ code: "CROSS_ORIGIN" });

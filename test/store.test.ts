@@ -6,8 +6,8 @@ import { expect, test } from "vitest";
 import { Runtime, StoreError } from "mend";
 import bank from "../fixtures/bank/src/main.js";
 import { Account } from "../fixtures/bank/src/api.js";
-import { start } from "./helpers/runtimes.js";
 import { MIGRATIONS } from "../src/store/migrations.js";
+import { start } from "./helpers/runtimes.js";
 import { tempDir } from "./helpers/temp.js";
 
 function refuses(path: string, message: RegExp) {

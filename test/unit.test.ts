@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, test, vi } from "vitest";
+import { compareKeys, justBefore } from "../src/runtime/window.js";
 import { TaskId } from "mend";
 import { dueTime } from "../src/api/task-id.js";
 import { coerceError } from "../src/api/errors.js";
@@ -69,6 +70,17 @@ describe("coerceError", () => {
     expect(coerceError({ a: 1 }).message).toBe('A non-Error value was thrown: {"a":1}');
     const e = new RangeError("r");
     expect(coerceError(e)).toBe(e);
+  });
+});
+
+describe("due keys", () => {
+  test("justBefore is before its key and after every key before it", () => {
+    const key = { due: 5, uuid: "0190aaaa-0000-7000-8000-00000000000a" };
+    const before = justBefore(key);
+    expect(compareKeys(before, key)).toBeLessThan(0);
+    expect(compareKeys({ due: 5, uuid: "0190aaaa-0000-7000-8000-000000000009" }, before)).toBeLessThan(0);
+    expect(compareKeys({ due: 4, uuid: "~" }, before)).toBeLessThan(0);
+    expect(compareKeys(justBefore({ due: 5, uuid: "0190aaaa-0000-7000-8000-000000000010" }), { due: 5, uuid: "0190aaaa-0000-7000-8000-00000000000f" })).toBeGreaterThan(0);
   });
 });
 

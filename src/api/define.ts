@@ -11,6 +11,7 @@ import {
   type WorkflowContext,
   type WriterContext,
 } from "./context.js";
+import { checkName } from "./ids.js";
 import { TaskId, type TaskOptions } from "./task-id.js";
 import { Task, reviveOutcome } from "./task.js";
 import type { RetryPolicy } from "../runtime/backoff.js";
@@ -227,8 +228,8 @@ export function invalidRequest(target: CallTarget, error: z.ZodError): MendError
 }
 
 function makeRef(definition: StateTypeDefinition, stateId: string, alias?: string): unknown {
-  if (typeof stateId !== "string" || stateId === "")
-    throw new MendError("INVALID_ARGUMENT", `${definition.name}.ref() needs a non-empty string id.`);
+  // Checked before any call can write under this id: a lone surrogate would be stored as another id.
+  checkName(stateId, `The state id given to ${definition.name}.ref()`);
   const target = (method: string): CallTarget => ({ stateType: definition.name, stateId, method });
   const methods = (make: (m: MethodDefinition) => unknown) =>
     Object.fromEntries([...definition.methods.values()].map((m) => [m.name, make(m)]));

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from "commander";
+import { MendError } from "../api/errors.js";
+import { isDiskFull } from "../store/open.js";
 import { registerServe } from "./serve.js";
 import { registerTaskCommands } from "./task.js";
 import { registerDevCommands } from "../../dev/commands.js";
@@ -26,6 +28,7 @@ try {
   // Errors we expect (bad input, unreachable server, a refused store) are one line, never a stack.
   const message = e instanceof Error ? e.message : String(e);
   const known = typeof (e as { code?: unknown })?.code === "string" || (e as Error)?.name === "BuildFailed";
-  console.error(known ? `mend: ${message}` : `mend: unexpected error: ${(e as Error)?.stack ?? message}`);
+  if (isDiskFull(e) && !(e instanceof MendError)) console.error("mend: the disk is full; free some space and try again.");
+  else console.error(known ? `mend: ${message}` : `mend: unexpected error: ${(e as Error)?.stack ?? message}`);
   process.exit(1);
 }

@@ -1,14 +1,17 @@
-import { Option, type Command } from "commander";
-import { rmSync } from "node:fs";
-import { join, resolve } from "node:path";
+import type { Command } from "commander";
+import { Option } from "commander";
+import { accessSync, constants, existsSync, mkdirSync, rmSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { MendError } from "../api/errors.js";
 import { Runtime } from "../runtime/runtime.js";
 import { handleUnownedErrors } from "../runtime/stray.js";
 import { buildApp } from "../server/build.js";
-import { startServer } from "../server/http.js";
+import { startServer, type RunningServer } from "../server/http.js";
 import { loadBundle } from "../server/load.js";
+import { isDiskFull } from "../store/open.js";
+import { applicationUrlExportLine } from "./application-url.js";
 import type { LogFormat } from "./log-lines.js";
-import { parseName, parsePort } from "./options.js";
+import { parseCount, parseName, parsePort } from "./options.js";
 import { reportAttempts, TaskLog } from "./task-log.js";
 
 export interface ServeOptions {
@@ -18,12 +21,49 @@ export interface ServeOptions {
   host: string;
   stateDirectory: string;
   adminSecret?: string;
+  allowedHost: string[];
+  allowedOrigin: string[];
+  maxConnections?: number;
   logFormat: LogFormat;
 }
 
 /** Where a named application keeps its state. */
 export function stateDirectoryOf(stateDirectory: string, name: string): string {
   return join(resolve(stateDirectory), ".mend", name);
+}
+
+const WHY: Record<string, string> = {
+  EROFS: "the file system is read-only",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  ENOSPC: "the disk is full",
+  ENOTDIR: "a file is in the way",
+  ENOENT: "it cannot be created there",
+};
+
+/** Creates a folder the server writes to, or says in one line why it cannot. */
+export function writableDirectory(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    // A recursive mkdir under a read-only folder says ENOENT: ask the nearest folder that exists why.
+    let code = (e as { code?: string }).code ?? "";
+    for (let up = dirname(dir); code === "ENOENT" && up !== dirname(up); up = dirname(up)) {
+      if (!existsSync(up)) continue;
+      try {
+        accessSync(up, constants.W_OK);
+      } catch (denied) {
+        code = (denied as { code?: string }).code ?? code;
+      }
+      break;
+    }
+    throw new MendError(
+      "STATE_DIRECTORY",
+      `Cannot write the state folder ${dir}: ${WHY[code] ?? (e as Error).message}. Pass --state-directory with a folder you can write.`,
+      { cause: e },
+    );
+  }
 }
 
 export function registerServe(program: Command): void {
@@ -33,9 +73,16 @@ export function registerServe(program: Command): void {
     .requiredOption("--application <path>", "the entry module, which default-exports an Application")
     .requiredOption("--name <name>", "the application's name: its state lives in <state-directory>/.mend/<name>/", parseName)
     .option("--port <port>", "the port; 0 picks a free one", parsePort, 9991)
-    .option("--host <host>", "the address to bind; beyond loopback needs --admin-secret", "127.0.0.1")
+    .option("--host <host>", "the address to bind; beyond loopback needs an admin secret", "127.0.0.1")
     .option("--state-directory <dir>", "where .mend/ lives", ".")
-    .option("--admin-secret <secret>", "required by the task endpoints (or MEND_ADMIN_SECRET)")
+    .addOption(
+      new Option("--admin-secret <secret>", "the secret every request beyond loopback (and task admin on loopback) must carry; prefer MEND_ADMIN_SECRET, since a flag shows in ps").env(
+        "MEND_ADMIN_SECRET",
+      ),
+    )
+    .option("--allowed-host <name>", "also accept requests whose Host is this name; '.example.com' accepts its subdomains (repeatable)", collect, [])
+    .option("--allowed-origin <origin>", "accept cross-origin browser requests from this origin, e.g. https://app.example (repeatable)", collect, [])
+    .option("--max-connections <n>", "close connections beyond this many (default 1024)", parseCount)
     .addOption(new Option("--log-format <format>", "how failing attempts are logged to stderr: text, or JSON lines for log collectors").choices(["text", "json"]).default("text"))
     .action(async (o: ServeOptions) => {
       process.setSourceMapsEnabled(true);
@@ -44,30 +91,47 @@ export function registerServe(program: Command): void {
       const directory = stateDirectoryOf(o.stateDirectory, o.name);
       // A folder of this process's own: a second server on the same state must not overwrite it.
       const buildDir = join(directory, "build", String(process.pid));
-      const bundle = await buildApp(o.application, buildDir);
-      let runtime: Runtime;
-      try {
-        runtime = await Runtime.start(loadBundle(bundle), { directory });
-        logTasks(runtime, o.logFormat);
-      } catch (e) {
+      writableDirectory(directory);
+      let runtime: Runtime | undefined;
+      let server: RunningServer | undefined;
+      // Registered before anything starts: a signal at any moment (also during the build)
+      // closes what is open and removes the holder file and the build folder.
+      stopOnSignals(async () => {
+        await server?.close();
+        await runtime?.stop();
         rmSync(buildDir, { recursive: true, force: true });
-        throw e;
-      }
-      let server;
+      });
       try {
-        server = await startServer(runtime, { host: o.host, port: o.port, adminSecret: o.adminSecret ?? process.env.MEND_ADMIN_SECRET });
+        runtime = await Runtime.start(loadBundle(await build(o.application, buildDir)), { directory });
+        logTasks(runtime, o.logFormat);
+        server = await startServer(runtime, {
+          host: o.host,
+          port: o.port,
+          adminSecret: o.adminSecret,
+          allowedHosts: o.allowedHost,
+          allowedOrigins: o.allowedOrigin,
+          maxConnections: o.maxConnections,
+        });
       } catch (e) {
-        await runtime.stop();
+        await runtime?.stop();
+        rmSync(buildDir, { recursive: true, force: true });
         if ((e as { code?: string }).code === "EADDRINUSE") throw new MendError("ADDRESS_IN_USE", `Port ${o.port} on ${o.host} is in use; pick another with --port (0 picks a free one).`);
         throw e;
       }
       console.log(`mend: serving ${o.name} at ${server.url}`);
-      stopOnSignals(async () => {
-        await server.close();
-        await runtime.stop();
-        rmSync(buildDir, { recursive: true, force: true });
-      });
+      if (o.port === 0) console.log(applicationUrlExportLine(server.url));
     });
+}
+
+/** Builds the app; a build that could not be written for want of space says so in one line. */
+async function build(application: string, buildDir: string): Promise<string> {
+  try {
+    return await buildApp(application, buildDir);
+  } catch (e) {
+    if (isDiskFull(e) || /no space left on device/i.test((e as Error)?.message ?? ""))
+      throw new MendError("DISK_FULL", `Cannot write the build of the application to ${buildDir}: the disk is full.`, { cause: e });
+    throw e;
+  }
 }
 
 /** One line on stderr per attempt that fails or aborts, and for a task that completes after failing. */
@@ -81,10 +145,19 @@ function logTasks(runtime: Runtime, format: LogFormat): void {
   });
 }
 
-/** First SIGINT/SIGTERM stops cleanly; a second forces. Exits with 128 + the signal's number. */
+function collect(value: string, all: string[]): string[] {
+  return [...all, value];
+}
+
+const SIGNALS = [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const;
+
+/**
+ * First SIGINT, SIGTERM or SIGHUP (the terminal closed) stops cleanly; a second forces.
+ * Exits with 128 + the signal's number.
+ */
 export function stopOnSignals(stop: () => Promise<void>): void {
   let stopping = false;
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const)
+  for (const [signal, code] of SIGNALS)
     process.on(signal, () => {
       if (stopping) process.exit(code);
       stopping = true;

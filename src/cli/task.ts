@@ -1,155 +1,170 @@
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { MendError } from "../api/errors.js";
-import { TaskId } from "../api/task-id.js";
 import { errorFrom, HttpClient } from "../client/external.js";
-import type { AttemptInfo, TaskInfo } from "../runtime/runtime.js";
-import { cut, duration, relativeTime, table } from "./format.js";
+import type { AttemptInfo } from "../runtime/runtime.js";
+import { APPLICATION_URL_VARIABLE, DEFAULT_APPLICATION_URL } from "./application-url.js";
+import { parseCount, parseSeconds } from "./options.js";
+import { parseTaskRef, TASK_ID_FORMS, type TaskRef } from "./task-ref.js";
+import { renderTask, renderTaskList, stateOf, type CutValues, type SummaryJson, type TaskJson } from "./task-view.js";
 
-const DEFAULT_URL = "http://localhost:9991";
 const STATUSES = ["SCHEDULED", "STARTED", "SCHEDULED_RETRY", "SCHEDULED_ITERATION", "COMPLETED", "ABORTED", "CANCELLED"];
-
-type TaskJson = TaskInfo & { id: string };
+/** How often `list --watch` asks for the list again. */
+const WATCH_INTERVAL_MS = 1000;
 
 interface Connection {
   applicationUrl: string;
   adminCredential?: string;
+  timeout: number;
 }
 
 function client(o: Connection): HttpClient {
-  return new HttpClient({ url: o.applicationUrl, adminCredential: o.adminCredential ?? process.env.MEND_ADMIN_CREDENTIAL });
-}
-
-/** A task given as a uuid or as a whole task id. */
-function uuidOf(text: string): string {
-  if (TaskId.isUuid(text)) return text;
-  return TaskId.parse(text).taskUuid;
-}
-
-function stateOf(id: TaskId): string {
-  return `${id.stateType}('${id.stateId}')`;
+  return new HttpClient({ url: o.applicationUrl, adminCredential: o.adminCredential, timeoutMs: o.timeout * 1000 });
 }
 
 function connection(cmd: Command): Command {
   return cmd
-    .option("--application-url <url>", "the application's URL", DEFAULT_URL)
-    .option("--admin-credential <secret>", "the admin secret of a server that requires one (or MEND_ADMIN_CREDENTIAL)");
+    .addOption(new Option("--application-url <url>", "the application's URL").env(APPLICATION_URL_VARIABLE).default(DEFAULT_APPLICATION_URL))
+    .addOption(new Option("--admin-credential <secret>", "the admin secret of a server that requires one").env("MEND_ADMIN_CREDENTIAL"))
+    .option("--timeout <seconds>", "give up on an answer after this long", parseSeconds, 30);
+}
+
+/** The task a person named, found on the server (which resolves a start of a uuid), checked against the state they gave. */
+async function findTask(http: HttpClient, ref: TaskRef, full = false): Promise<{ task: TaskJson; attempts: AttemptInfo[]; cut?: CutValues }> {
+  const shown = await http.ok<{ task: TaskJson; attempts: AttemptInfo[]; cut?: CutValues }>("GET", `/v1/tasks/${ref.uuid}${full ? "?full=true" : ""}`);
+  const found = shown.task.taskId;
+  if ((ref.stateType !== undefined && found.stateType !== ref.stateType) || (ref.stateId !== undefined && found.stateId !== ref.stateId)) {
+    const given = stateOf({ stateType: ref.stateType ?? found.stateType, stateId: ref.stateId ?? found.stateId });
+    throw new MendError("TASK_NOT_FOUND", `Task ${found.taskUuid} belongs to ${stateOf(found)}, not ${given}.`);
+  }
+  return shown;
+}
+
+/** POSTs an action on a task; a 409 (nothing to do) is its message on stdout and exit code 1. */
+async function act(http: HttpClient, path: string, done: string): Promise<void> {
+  const { status, body } = await http.request("POST", path);
+  if (status === 409) {
+    console.log(body.error?.message ?? "Nothing to do.");
+    process.exitCode = 1;
+    return;
+  }
+  if (status >= 400) throw errorFrom(status, body);
+  console.log(done);
+}
+
+interface ListOptions extends Connection {
+  status?: string;
+  stateType?: string;
+  stateId?: string;
+  method?: string;
+  json?: boolean;
+  limit?: number;
+  watch?: boolean;
+}
+
+/** Pages through the list, newest first, up to `limit` tasks; stops with an error if a page does not move on. */
+async function fetchTasks(http: HttpClient, o: ListOptions, limit: number): Promise<SummaryJson[]> {
+  const tasks: SummaryJson[] = [];
+  let before: number | null = null;
+  while (tasks.length < limit) {
+    const query = new URLSearchParams({ limit: String(Math.min(1000, limit - tasks.length)) });
+    if (o.status) query.set("status", o.status.toUpperCase());
+    if (o.stateType) query.set("stateType", o.stateType);
+    if (o.stateId) query.set("stateId", o.stateId);
+    if (o.method) query.set("method", o.method);
+    if (before !== null) query.set("before", String(before));
+    const page = await http.ok<{ tasks: SummaryJson[]; next: number | null }>("GET", `/v1/tasks?${query}`);
+    tasks.push(...page.tasks);
+    if (page.next === null || page.next === undefined) break;
+    // Cursors go down, newest first: one that does not would page forever.
+    if (typeof page.next !== "number" || page.tasks.length === 0 || (before !== null && page.next >= before))
+      throw new MendError("BAD_RESPONSE", `${http.url} answered a page of tasks whose 'next' (${String(page.next)}) does not move on; stopped listing.`);
+    before = page.next;
+  }
+  return tasks.slice(0, limit);
+}
+
+function width(): number {
+  return process.stdout.columns || Number(process.env.COLUMNS) || 80;
+}
+
+/** `list --watch`: the table again every interval, written only when it changed. */
+async function watch(http: HttpClient, o: ListOptions): Promise<never> {
+  const limit = o.limit ?? Math.max(5, (process.stdout.rows || 24) - 3);
+  const tty = process.stdout.isTTY;
+  let last = "";
+  for (;;) {
+    let frame: string;
+    try {
+      frame = renderTaskList(await fetchTasks(http, o, limit), Date.now(), width());
+    } catch (e) {
+      if (typeof (e as { code?: unknown }).code !== "string") throw e;
+      frame = `mend: ${(e as Error).message}`;
+    }
+    if (frame !== last) {
+      // A terminal is redrawn in place; a pipe gets each new table after a blank line.
+      process.stdout.write(tty ? `\x1b[H\x1b[2J${frame}\n` : `${last ? "\n" : ""}${frame}\n`);
+      last = frame;
+    }
+    await new Promise((resolve) => setTimeout(resolve, WATCH_INTERVAL_MS));
+  }
 }
 
 export function registerTaskCommands(program: Command): void {
   const task = program.command("task").description("inspect and act on the tasks of a running application");
 
   connection(task.command("list"))
-    .description("list every task, newest first")
+    .description("list tasks, newest first (every task, unless --limit)")
     .option("--status <status>", `only tasks with this status (${STATUSES.join(", ")})`)
     .option("--state-type <type>", "only tasks of this state type")
     .option("--state-id <id>", "only tasks of this state instance")
     .option("--method <method>", "only tasks of this method")
+    .option("--limit <n>", "at most this many tasks, the newest", parseCount)
+    .option("--watch", "keep the list on screen, redrawn as tasks change (Ctrl+C stops)")
     .option("--json", "print JSON")
-    .action(async (o: Connection & { status?: string; stateType?: string; stateId?: string; method?: string; json?: boolean }) => {
+    .action(async (o: ListOptions) => {
       if (o.status && !STATUSES.includes(o.status.toUpperCase()))
         throw new MendError("INVALID_ARGUMENT", `--status must be one of ${STATUSES.join(", ")}; got '${o.status}'.`);
+      if (o.watch && o.json) throw new MendError("INVALID_ARGUMENT", "--watch draws a table; it does not go with --json.");
       const http = client(o);
-      const tasks: TaskJson[] = [];
-      let before: number | null | undefined;
-      do {
-        const query = new URLSearchParams({ limit: "1000" });
-        if (o.status) query.set("status", o.status.toUpperCase());
-        if (o.stateType) query.set("stateType", o.stateType);
-        if (o.stateId) query.set("stateId", o.stateId);
-        if (o.method) query.set("method", o.method);
-        if (before) query.set("before", String(before));
-        const page = await http.ok<{ tasks: TaskJson[]; next: number | null }>("GET", `/v1/tasks?${query}`);
-        tasks.push(...page.tasks);
-        before = page.next;
-      } while (before);
+      if (o.watch) return watch(http, o);
+      const tasks = await fetchTasks(http, o, o.limit ?? Infinity);
       if (o.json) return void console.log(JSON.stringify(tasks, null, 2));
-      if (tasks.length === 0) return void console.log("No tasks.");
-      const now = Date.now();
-      const rows = tasks.map((t) => [
-        t.taskId.taskUuid,
-        stateOf(t.taskId),
-        t.method,
-        t.status,
-        relativeTime(t.dueAt ?? t.updatedAt, now),
-        String(t.attempts),
-        t.lastError ?? "",
-      ]);
-      console.log(table(["TASK UUID", "STATE", "METHOD", "STATUS", "WHEN", "ATTEMPTS", "LAST ERROR"], rows, process.stdout.columns || 160));
+      console.log(renderTaskList(tasks, Date.now(), width()));
     });
 
   connection(task.command("show"))
     .description("show a task and every attempt it made")
-    .argument("<task-id>", "a task uuid or a whole task id (Type/stateId/uuid)")
+    .argument("<task-id>", TASK_ID_FORMS)
+    .option("--full", "print large values whole instead of cutting them")
     .option("--json", "print JSON")
-    .action(async (id: string, o: Connection & { json?: boolean }) => {
-      const { task: t, attempts } = await client(o).ok<{ task: TaskJson; attempts: AttemptInfo[] }>("GET", `/v1/tasks/${uuidOf(id)}`);
-      if (o.json) return void console.log(JSON.stringify({ task: t, attempts }, null, 2));
-      console.log(renderTask(t, attempts, Date.now()));
+    .action(async (id: string, o: Connection & { json?: boolean; full?: boolean }) => {
+      const shown = await findTask(client(o), parseTaskRef(id), o.full);
+      if (o.json) return void console.log(JSON.stringify(shown, null, 2));
+      console.log(renderTask(shown.task, shown.attempts, Date.now(), shown.cut, o.full));
     });
 
   connection(task.command("cancel"))
     .description("cancel a task")
-    .argument("[task-id]", "a whole task id (Type/stateId/uuid), instead of the three flags")
+    .argument("[task-id]", `${TASK_ID_FORMS}, instead of the three flags`)
     .option("--state-type <type>", "the task's state type")
     .option("--state-id <id>", "the task's state id")
-    .option("--task-uuid <uuid>", "the task's uuid")
+    .option("--task-uuid <uuid>", "the task's uuid, or the start of it")
     .action(async (id: string | undefined, o: Connection & { stateType?: string; stateId?: string; taskUuid?: string }) => {
-      let taskId: TaskId;
-      if (id) taskId = TaskId.isUuid(id) ? { stateType: o.stateType ?? "", stateId: o.stateId ?? "", taskUuid: id } : TaskId.parse(id);
-      else if (o.taskUuid && o.stateType && o.stateId) taskId = { stateType: o.stateType, stateId: o.stateId, taskUuid: o.taskUuid };
-      else throw new MendError("INVALID_ARGUMENT", "Give --state-type, --state-id and --task-uuid, or a whole task id.");
-      if (!TaskId.isUuid(taskId.taskUuid)) throw new MendError("INVALID_ARGUMENT", `'${taskId.taskUuid}' is not a task uuid.`);
+      let ref: TaskRef;
+      if (id) ref = { stateType: o.stateType, stateId: o.stateId, ...parseTaskRef(id) };
+      else if (o.taskUuid && o.stateType && o.stateId) ref = { ...parseTaskRef(o.taskUuid), stateType: o.stateType, stateId: o.stateId };
+      else throw new MendError("INVALID_ARGUMENT", "Give --state-type, --state-id and --task-uuid, or a task id.");
       const http = client(o);
-      const shown = await http.request<{ task?: TaskJson }>("GET", `/v1/tasks/${taskId.taskUuid}`);
-      if (shown.status >= 400) throw errorFrom(shown.status, shown.body);
-      const found = shown.body.task!.taskId;
-      if ((taskId.stateType && found.stateType !== taskId.stateType) || (taskId.stateId && found.stateId !== taskId.stateId))
-        throw new MendError("TASK_NOT_FOUND", `Task ${taskId.taskUuid} belongs to ${stateOf(found)}, not ${stateOf(taskId)}.`);
-      const { status, body } = await http.request("POST", `/v1/tasks/${taskId.taskUuid}/cancel`);
-      if (status === 409) {
-        console.log("Task is not running.");
-        process.exitCode = 1;
-        return;
-      }
-      if (status >= 400) throw errorFrom(status, body);
-      console.log("Task cancelled.");
+      const { task: found } = await findTask(http, ref);
+      await act(http, `/v1/tasks/${found.taskId.taskUuid}/cancel`, "Task cancelled.");
     });
 
   connection(task.command("retry"))
     .description("run a scheduled or failing task now, its backoff reset")
-    .argument("<task-id>", "a task uuid or a whole task id")
+    .argument("<task-id>", TASK_ID_FORMS)
     .action(async (id: string, o: Connection) => {
-      const { status, body } = await client(o).request("POST", `/v1/tasks/${uuidOf(id)}/retry`);
-      if (status === 409) {
-        console.log("Task is running or has finished; nothing to retry.");
-        process.exitCode = 1;
-        return;
-      }
-      if (status >= 400) throw errorFrom(status, body);
-      console.log("Task will run now.");
+      const http = client(o);
+      const { task: found } = await findTask(http, parseTaskRef(id));
+      await act(http, `/v1/tasks/${found.taskId.taskUuid}/retry`, "Task will run now.");
     });
-}
-
-export function renderTask(t: TaskJson, attempts: AttemptInfo[], now: number): string {
-  const lines = [
-    `Task      ${t.id}`,
-    `State     ${stateOf(t.taskId)}`,
-    `Method    ${t.method}`,
-    `Status    ${t.status}`,
-    `Created   ${new Date(t.createdAt).toISOString()} (${relativeTime(t.createdAt, now)})`,
-  ];
-  if (t.dueAt !== null) lines.push(`Due       ${new Date(t.dueAt).toISOString()} (${relativeTime(t.dueAt, now)})`);
-  if (t.lastError) lines.push(`Error     ${cut(t.lastError, 200)}`);
-  if (t.response !== undefined) lines.push(`Response  ${JSON.stringify(t.response)}`);
-  if (t.error !== undefined) lines.push(`Declared  ${JSON.stringify(t.error)}`);
-  lines.push("", attempts.length === 0 ? "No attempts yet." : `Attempts (${attempts.length}):`);
-  for (const a of attempts) {
-    const took = a.endedAt === null ? "running" : duration(a.endedAt - a.startedAt);
-    lines.push(`  #${a.number}  ${a.version}  ${new Date(a.startedAt).toISOString()}  ${took}  ${a.outcome ?? "RUNNING"}`);
-    if (a.error) {
-      const stack = a.error.stack ?? `${a.error.name ?? "Error"}: ${a.error.message ?? ""}`;
-      for (const l of stack.split("\n")) lines.push(`      ${l}`);
-    }
-  }
-  return lines.join("\n");
 }

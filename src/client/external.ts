@@ -17,8 +17,11 @@ interface ErrorBody {
 export class HttpClient {
   readonly #base: string;
   readonly #headers: Record<string, string>;
+  readonly #timeoutMs: number | undefined;
 
-  constructor(options: ExternalContextOptions) {
+  /** `timeoutMs`: give up on a request (and its answer) after this long. */
+  constructor(options: ExternalContextOptions & { timeoutMs?: number }) {
+    this.#timeoutMs = options.timeoutMs;
     let url: URL;
     try {
       url = new URL(options.url);
@@ -39,18 +42,23 @@ export class HttpClient {
   /** Sends a request; answers with the parsed body, or throws a MendError naming what went wrong. */
   async request<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<{ status: number; body: T & ErrorBody }> {
     let response: Response;
+    let text: string;
+    const signal = this.#timeoutMs === undefined ? undefined : AbortSignal.timeout(this.#timeoutMs);
     try {
       response = await fetch(`${this.#base}${path}`, {
         method,
         headers: this.#headers,
         body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
       });
+      text = await response.text();
     } catch (e) {
+      if (signal?.aborted)
+        throw new MendError("TIMEOUT", `The application at ${this.#base} did not answer within ${this.#timeoutMs! / 1000} s.`, { cause: e });
       const c = (e as { cause?: { code?: string; message?: string; errors?: { code?: string }[] } }).cause;
       const cause = c?.code ?? c?.errors?.[0]?.code ?? c?.message ?? (e as Error).message;
       throw new MendError("UNREACHABLE", `Cannot reach the application at ${this.#base} (${cause}). Is it running?`, { cause: e });
     }
-    const text = await response.text();
     let parsed: T & ErrorBody;
     try {
       parsed = JSON.parse(text) as T & ErrorBody;

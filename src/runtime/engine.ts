@@ -3,30 +3,17 @@ import type { CallTarget, Outcome } from "../api/context.js";
 import { Cancelled, coerceError, MendError, TaskNotFound } from "../api/errors.js";
 import { dueTime, TaskId, type When } from "../api/task-id.js";
 import type { CommitQueue } from "../store/commit-queue.js";
-import { FINISHED, type Statements, type TaskRow, type TaskStatus } from "../store/statements.js";
-import { retryDelay } from "./backoff.js";
+import { FINISHED, type Statements, type TaskRow } from "../store/statements.js";
+import { retryDelay, type RetryPolicy } from "./backoff.js";
 import { storedJsonOf, type EffectValidationEvent, type Executor, type NewTask, type TaskHost } from "./executor.js";
 import { toStoredJson } from "./json.js";
-import { Scheduler } from "./scheduler.js";
 import { runOwned, type ErrorOwner } from "./stray.js";
-import { NextIteration } from "./workflow.js";
 import type { CodeVersion } from "./version.js";
-
-/** An unfinished task, as the engine keeps it in memory (the store has the same). */
-interface LiveTask {
-  uuid: string;
-  stateType: string;
-  stateId: string;
-  method: string;
-  request: string;
-  status: TaskStatus;
-  attempts: number;
-  backoffStep: number;
-  /** Waiting for a code version that has its method. */
-  waitingForCode: boolean;
-}
+import { DueWindow, type WindowOptions, type WindowTask } from "./window.js";
+import { NextIteration } from "./workflow.js";
 
 interface Running {
+  task: WindowTask;
   controller: AbortController;
   attempt: number;
   cancelled: boolean;
@@ -54,8 +41,8 @@ export interface Recovery {
   /** When that process stopped (ms since the epoch): its unfinished attempts ended then. @defaultValue now */
   stoppedAt?: number;
   /**
-   * Tasks not to start again: each is stored as waiting for new code, with `reason` as its
-   * error, so that the next load() or a retry starts it and a cancel ends it.
+   * Tasks not to start again: each is stored as waiting for new code (no due time), with
+   * `reason` as its error, so that the next load() or a retry starts it and a cancel ends it.
    */
   park?: { taskUuid: string; reason: string }[];
 }
@@ -63,6 +50,10 @@ export interface Recovery {
 export interface EngineOptions {
   /** At most this many attempts run at once. @defaultValue 256 */
   concurrency: number;
+  /** Which waiting tasks are kept in memory. */
+  window: WindowOptions;
+  /** The largest value stored (RuntimeOptions.maxValueBytes). */
+  maxValueBytes?: number;
 }
 
 function idOf(t: { stateType: string; stateId: string; uuid: string }): TaskId {
@@ -73,9 +64,19 @@ function oneLine(error: Error): string {
   return `${error.name}: ${error.message}`.split("\n")[0]!.slice(0, 500);
 }
 
-/** Runs tasks: due times, attempts, retries with backoff, cancel, waiting for results. */
+function fromRow(row: TaskRow, due: number): WindowTask {
+  return {
+    uuid: row.uuid, stateType: row.state_type, stateId: row.state_id, method: row.method, request: row.request,
+    attempts: row.attempts, backoffStep: row.backoff_step, due,
+  };
+}
+
+/**
+ * Runs tasks: due times, attempts, retries with backoff, cancel, waiting for results.
+ * Waiting tasks live in the store; the engine holds in memory only the ones due soon (its
+ * window) and the ones running.
+ */
 export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
-  readonly #unfinished = new Map<string, LiveTask>();
   readonly #running = new Map<string, Running>();
   readonly #waiters = new Map<string, { resolve: (outcome: Outcome) => void; reject: (e: Error) => void }[]>();
   /** Tasks whose cancel is being committed: none of their attempts starts or commits its end meanwhile. */
@@ -87,7 +88,8 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   /** Due tasks waiting for a free slot, oldest first from #backlogHead (shift() on a long array is O(n)). */
   #backlog: string[] = [];
   #backlogHead = 0;
-  readonly #scheduler = new Scheduler((uuid) => this.#due(uuid));
+  readonly #backlogged = new Set<string>();
+  readonly #window: DueWindow;
   #executor!: Executor;
   #version!: CodeVersion;
   #stopping = false;
@@ -99,6 +101,14 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     private readonly options: EngineOptions,
   ) {
     super();
+    this.#window = new DueWindow(
+      {
+        dueAfter: (after, until, limit) => this.sql.dueTasks(after, until, limit).map((row) => fromRow(row, row.due_at!)),
+        owned: (uuid) => this.#running.has(uuid),
+      },
+      options.window,
+      (task) => this.#due(task),
+    );
   }
 
   /** Emits without letting a listener's error reach the engine. */
@@ -119,53 +129,47 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     return this.#version;
   }
 
+  /** How many tasks the engine holds in memory, waiting and running: bounded, whatever the store holds. */
+  get inMemory(): { waiting: number; running: number } {
+    return { waiting: this.#window.size, running: this.#running.size };
+  }
+
   /**
-   * Resumes every unfinished task in the store; one that was STARTED runs again, unless
-   * `recovery` parks it (see {@link Recovery}).
+   * Resumes the store's unfinished tasks: the attempts that were running are recorded as
+   * interrupted (their tasks run again: they are due, unless `recovery` parks them), and the
+   * first window of due tasks is read. Nothing else is read.
    */
   recover(recovery: Recovery = {}): void {
     const now = Date.now();
     this.sql.interruptAttempts(Math.min(recovery.stoppedAt ?? now, now));
-    const parked = new Set<string>();
-    for (const p of recovery.park ?? []) if (this.sql.parkTask(p.taskUuid, p.reason, now).changes > 0) parked.add(p.taskUuid);
-    for (const row of this.sql.unfinishedTasks()) {
-      const task = fromRow(row);
-      this.#unfinished.set(task.uuid, task);
-      if (!parked.has(task.uuid)) this.#scheduler.add(task.uuid, row.status === "STARTED" || row.due_at === null ? now : row.due_at);
-    }
+    for (const p of recovery.park ?? []) this.sql.parkTask(p.taskUuid, p.reason, now);
+    this.#window.refill();
   }
 
-  /** Swaps in a new code version; every failing task is retried on it at once. */
+  /**
+   * Swaps in a new code version; every failing task is retried on it at once (one update of
+   * the store, then the window reads what is due now).
+   */
   load(version: CodeVersion): TaskId[] {
     this.#version = version;
     const now = Date.now();
-    const retrying: LiveTask[] = [];
-    for (const task of this.#unfinished.values())
-      if (task.status === "SCHEDULED_RETRY" && !this.#running.has(task.uuid)) {
-        task.backoffStep = 0;
-        task.waitingForCode = false;
-        retrying.push(task);
-      }
-    if (retrying.length > 0)
-      void this.commits
-        .commit(() => {
-          for (const t of retrying) this.sql.rescheduleTask(t.uuid, now, now);
-        })
-        .catch((error: unknown) => this.#emit("store:error", { error }));
-    for (const t of retrying) this.#scheduler.add(t.uuid, now);
-    return retrying.map(idOf);
+    const retried = this.commits.commitNow(() => this.sql.retryFailing(now));
+    for (const row of retried) {
+      const task = this.#window.get(row.uuid);
+      if (task) this.#window.offer({ ...task, due: now, backoffStep: 0 });
+    }
+    if (retried.length > 0) this.#window.reset();
+    return retried.map((row) => ({ stateType: row.state_type, stateId: row.state_id, taskUuid: row.uuid }));
   }
 
   // --- TaskHost -------------------------------------------------------------
 
   created(tasks: readonly NewTask[]): void {
-    for (const t of tasks) {
-      this.#unfinished.set(t.uuid, {
+    for (const t of tasks)
+      this.#window.offer({
         uuid: t.uuid, stateType: t.stateType, stateId: t.stateId, method: t.method, request: t.request,
-        status: "SCHEDULED", attempts: 0, backoffStep: 0, waitingForCode: false,
+        attempts: 0, backoffStep: 0, due: t.dueAt,
       });
-      this.#scheduler.add(t.uuid, t.dueAt);
-    }
   }
 
   async spawn(target: CallTarget, request: unknown, when: When | undefined, parentUuid: string | null, also?: (taskId: TaskId) => void): Promise<TaskId> {
@@ -174,7 +178,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const now = Date.now();
     const task: NewTask = {
       uuid: TaskId.newUuid(), stateType: target.stateType, stateId: target.stateId, method: target.method,
-      request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`) ?? "{}",
+      request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`, this.options.maxValueBytes) ?? "{}",
       dueAt: dueTime(when, now), createdAt: now, parentUuid,
     };
     await this.commits.commit(() => {
@@ -185,25 +189,24 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     return idOf(task);
   }
 
-  /** Waits for a task to end; `signal` gives up waiting (the task goes on). */
+  /** Waits for a task to end; `signal` gives up waiting (the task goes on). The task need not be in memory. */
   wait(taskId: TaskId, signal?: AbortSignal): Promise<Outcome> {
-    if (this.#unfinished.has(taskId.taskUuid))
-      return new Promise((resolve, reject) => {
-        const list = this.#waiters.get(taskId.taskUuid) ?? [];
-        const waiter = { resolve, reject };
-        list.push(waiter);
-        this.#waiters.set(taskId.taskUuid, list);
-        signal?.addEventListener("abort", () => {
-          const i = list.indexOf(waiter);
-          if (i >= 0) list.splice(i, 1);
-          if (list.length === 0 && this.#waiters.get(taskId.taskUuid) === list) this.#waiters.delete(taskId.taskUuid);
-          reject(signal.reason);
-        }, { once: true });
-      });
     const row = this.sql.getTask(taskId.taskUuid);
     if (!row || row.state_type !== taskId.stateType || row.state_id !== taskId.stateId)
       return Promise.reject(new TaskNotFound(TaskId.format(taskId)));
-    return Promise.resolve(outcomeOf(row));
+    if (FINISHED.has(row.status)) return Promise.resolve(outcomeOf(row));
+    return new Promise((resolve, reject) => {
+      const list = this.#waiters.get(taskId.taskUuid) ?? [];
+      const waiter = { resolve, reject };
+      list.push(waiter);
+      this.#waiters.set(taskId.taskUuid, list);
+      signal?.addEventListener("abort", () => {
+        const i = list.indexOf(waiter);
+        if (i >= 0) list.splice(i, 1);
+        if (list.length === 0 && this.#waiters.get(taskId.taskUuid) === list) this.#waiters.delete(taskId.taskUuid);
+        reject(signal.reason);
+      }, { once: true });
+    });
   }
 
   // --- Operator actions -----------------------------------------------------
@@ -213,13 +216,11 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     // An attempt whose end is already on its way to the store wins if that commits.
     const ending = this.#running.get(uuid)?.ending;
     if (ending) await ending.catch(() => {});
-    const task = this.#unfinished.get(uuid);
-    if (!task) {
-      if (!this.sql.getTask(uuid)) throw new TaskNotFound(uuid);
-      return false;
-    }
+    const row = this.sql.getTask(uuid);
+    if (!row) throw new TaskNotFound(uuid);
+    if (FINISHED.has(row.status)) return false;
     const running = this.#running.get(uuid);
-    this.#scheduler.remove(uuid);
+    this.#window.remove(uuid);
     const now = Date.now();
     let changed = false;
     const committed = this.commits.commit(() => {
@@ -238,23 +239,22 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       running.controller.abort(new Cancelled());
       this.#release(uuid);
     }
-    this.#finish(task, { status: "CANCELLED" });
+    this.#finish(idOf({ stateType: row.state_type, stateId: row.state_id, uuid }), { status: "CANCELLED" });
     return true;
   }
 
   /** Runs a scheduled or failing task now, its backoff reset. False if it is running or finished. */
   async retryNow(uuid: string): Promise<boolean> {
-    const task = this.#unfinished.get(uuid);
-    if (!task) {
+    if (this.#running.has(uuid) || this.#backlogged.has(uuid)) return false;
+    const now = Date.now();
+    let changed = false;
+    await this.commits.commit(() => (changed = this.sql.retryTask(uuid, now)));
+    if (!changed) {
       if (!this.sql.getTask(uuid)) throw new TaskNotFound(uuid);
       return false;
     }
-    if (this.#running.has(uuid) || this.#backlog.indexOf(uuid, this.#backlogHead) >= 0) return false;
-    const now = Date.now();
-    task.backoffStep = 0;
-    task.waitingForCode = false;
-    await this.commits.commit(() => this.sql.rescheduleTask(uuid, now, now));
-    this.#scheduler.add(uuid, now);
+    const row = this.sql.getTask(uuid)!;
+    if (!this.#running.has(uuid)) this.#window.offer(fromRow(row, now));
     return true;
   }
 
@@ -265,10 +265,17 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     return this.#running.size - this.#idleCount;
   }
 
-  #due(uuid: string): void {
-    if (this.#stopping || !this.#unfinished.has(uuid)) return;
-    if (this.#busy >= this.options.concurrency) this.#backlog.push(uuid);
-    else void this.#attempt(this.#unfinished.get(uuid)!);
+  #due(task: WindowTask): void {
+    if (this.#stopping) return;
+    if (this.#busy < this.options.concurrency) return this.#start(task);
+    if (this.#backlogged.has(task.uuid)) return;
+    this.#backlogged.add(task.uuid);
+    this.#backlog.push(task.uuid);
+  }
+
+  #start(task: WindowTask): void {
+    this.#window.remove(task.uuid);
+    void this.#attempt(task);
   }
 
   async idle<T>(taskUuid: string, until: Promise<T>): Promise<T> {
@@ -305,8 +312,11 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   #fill(): void {
     while (this.#resumers.length > 0 && this.#busy < this.options.concurrency) this.#resumers.shift()!();
     while (this.#backlogHead < this.#backlog.length && this.#busy < this.options.concurrency && !this.#stopping) {
-      const next = this.#unfinished.get(this.#backlog[this.#backlogHead++]!);
-      if (next && !this.#running.has(next.uuid)) void this.#attempt(next);
+      const uuid = this.#backlog[this.#backlogHead++]!;
+      this.#backlogged.delete(uuid);
+      // Gone from the window since: cancelled, or rescheduled past it.
+      const task = this.#window.get(uuid);
+      if (task && !this.#running.has(uuid) && task.due <= Date.now()) this.#start(task);
     }
     if (this.#backlogHead > 1024 && this.#backlogHead * 2 > this.#backlog.length) {
       this.#backlog = this.#backlog.slice(this.#backlogHead);
@@ -314,7 +324,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     }
   }
 
-  async #attempt(task: LiveTask): Promise<void> {
+  async #attempt(task: WindowTask): Promise<void> {
     if (this.#cancelling.has(task.uuid)) return;
     const version = this.#version;
     const taskId = idOf(task);
@@ -323,8 +333,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
     const attempt = task.attempts + 1;
     task.attempts = attempt;
-    task.status = "STARTED";
-    const run: Running = { controller: new AbortController(), attempt, cancelled: false, idle: false };
+    const run: Running = { task, controller: new AbortController(), attempt, cancelled: false, idle: false };
     this.#running.set(task.uuid, run);
     // The start time is taken when the start is written, as the end time is: a start that
     // waits for its group commit has not started yet.
@@ -365,7 +374,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       await run.ending;
       this.#release(task.uuid);
       this.#emit("attempt:end", { taskId, method: task.method, attempt, version: version.id, outcome: outcome.status === "COMPLETED" ? "COMPLETED" : "ABORTED" });
-      this.#finish(task, outcome);
+      this.#finish(taskId, outcome);
     } catch (thrown) {
       await this.#cancelling.get(task.uuid)?.catch(() => {});
       if (run.cancelled) return;
@@ -375,7 +384,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   }
 
   /** An iteration of the task's loop is done: store its counter and schedule the next one. */
-  async #iterate(task: LiveTask, attempt: number, version: CodeVersion, next: NextIteration, retry: import("./backoff.js").RetryPolicy): Promise<void> {
+  async #iterate(task: WindowTask, attempt: number, version: CodeVersion, next: NextIteration, retry: RetryPolicy): Promise<void> {
     const now = Date.now();
     try {
       await this.commits.commit(() => {
@@ -387,37 +396,37 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       this.#emit("store:error", { error: storeError });
       return this.#fail(task, attempt, version, coerceError(storeError), retry);
     }
-    task.status = "SCHEDULED_ITERATION";
-    task.backoffStep = 0;
     this.#release(task.uuid);
     this.#emit("attempt:end", { taskId: idOf(task), method: task.method, attempt, version: version.id, outcome: "ITERATED" });
-    this.#scheduler.add(task.uuid, next.dueAt);
+    this.#window.offer({ ...task, backoffStep: 0, due: next.dueAt });
   }
 
-  async #fail(task: LiveTask, attempt: number, version: CodeVersion, error: Error, retry: import("./backoff.js").RetryPolicy): Promise<void> {
+  async #fail(task: WindowTask, attempt: number, version: CodeVersion, error: Error, retry: RetryPolicy): Promise<void> {
     const now = Date.now();
     const delay = retryDelay(task.backoffStep, retry);
     const step = task.backoffStep + 1;
+    // A new version may have been loaded while this attempt ran: retry on it at once.
+    let due = version === this.#version ? now + delay : now;
     try {
       await this.commits.commit(() => {
-        this.sql.failTask(task.uuid, now + delay, step, oneLine(error), now);
+        this.sql.failTask(task.uuid, due, step, oneLine(error), now);
         this.sql.endAttempt(task.uuid, attempt, now, "FAILED", { name: error.name, message: error.message, stack: error.stack });
       });
+      // Loaded while the failure was being committed: the load did not see this task failing.
+      if (version !== this.#version && due > now) {
+        due = Date.now();
+        await this.commits.commit(() => this.sql.retryTask(task.uuid, due));
+      }
     } catch (storeError) {
       // The store has the task as it was before this attempt: try again later.
       this.#emit("store:error", { error: storeError });
     }
-    task.status = "SCHEDULED_RETRY";
-    task.backoffStep = step;
     this.#release(task.uuid);
     this.#emit("attempt:end", { taskId: idOf(task), method: task.method, attempt, version: version.id, outcome: "FAILED", error, retryInMs: delay });
-    // A new version may have been loaded while this attempt ran: retry on it at once.
-    this.#scheduler.add(task.uuid, version === this.#version ? now + delay : now);
+    this.#window.offer({ ...task, backoffStep: step, due });
   }
 
-  #waitForCode(task: LiveTask, reason: string): void {
-    task.status = "SCHEDULED_RETRY";
-    task.waitingForCode = true;
+  #waitForCode(task: WindowTask, reason: string): void {
     const now = Date.now();
     this.commits.commit(() => this.sql.failTask(task.uuid, null, task.backoffStep, reason, now)).then(
       () => this.#emit("task:waiting", { taskId: idOf(task), method: task.method, reason }),
@@ -425,27 +434,21 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     );
   }
 
-  #finish(task: LiveTask, outcome: Outcome): void {
-    task.status = outcome.status === "COMPLETED" ? "COMPLETED" : outcome.status === "ABORTED" ? "ABORTED" : "CANCELLED";
-    this.#unfinished.delete(task.uuid);
-    const waiters = this.#waiters.get(task.uuid);
-    this.#waiters.delete(task.uuid);
+  #finish(taskId: TaskId, outcome: Outcome): void {
+    const waiters = this.#waiters.get(taskId.taskUuid);
+    this.#waiters.delete(taskId.taskUuid);
     if (waiters) {
       // Waiters get what the store holds, as a waiter after a restart would.
       const stored = asStored(outcome);
       for (const w of waiters) w.resolve(stored);
     }
-    this.#emit("task:finished", { taskId: idOf(task), outcome });
-  }
-
-  get runningCount(): number {
-    return this.#running.size;
+    this.#emit("task:finished", { taskId, outcome });
   }
 
   /** Stops starting attempts; waits up to `graceMs` for running ones, then aborts them. */
   async stop(graceMs: number): Promise<void> {
     this.#stopping = true;
-    this.#scheduler.stop();
+    this.#window.stop();
     if (this.#running.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
@@ -457,14 +460,6 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     for (const list of this.#waiters.values()) for (const w of list) w.reject(stopped);
     this.#waiters.clear();
   }
-}
-
-function fromRow(row: TaskRow): LiveTask {
-  return {
-    uuid: row.uuid, stateType: row.state_type, stateId: row.state_id, method: row.method, request: row.request,
-    status: row.status, attempts: row.attempts, backoffStep: row.backoff_step,
-    waitingForCode: row.status === "SCHEDULED_RETRY" && row.due_at === null,
-  };
 }
 
 function asStored(outcome: Outcome): Outcome {

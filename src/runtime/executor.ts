@@ -85,6 +85,8 @@ export interface ExecutorOptions {
   effectValidation: EffectValidation;
   /** Told each time a method ran twice ("enabled"), or only when its two runs did different things ("quiet"). */
   onEffectValidation: (event: EffectValidationEvent) => void;
+  /** The largest value stored (RuntimeOptions.maxValueBytes). */
+  maxValueBytes?: number;
 }
 
 export interface RunResult {
@@ -296,7 +298,7 @@ export class Executor {
   async #workflow(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
     if (!o.task) throw new NotAllowed(`${r.type.name}.${r.method.name} is a workflow: it runs only as a task.`);
     const { version, signal, task } = o;
-    const memo = new Memo(this.sql, this.commits, task.taskId.taskUuid);
+    const memo = new Memo(this.sql, this.commits, task.taskId.taskUuid, this.options.maxValueBytes);
     const run = new WorkflowRun({ runner: this, host: this.host, memo, version, signal, taskId: task.taskId, base: this.#caller("workflow", o) });
     const ctx = new WorkflowContext(run.caller(), "workflow", r.type.name, stateId, signal, task.taskId, task.attempt);
     ctx[STEPS] = run;
@@ -346,7 +348,7 @@ export class Executor {
         const parsed = schema.safeParse(thrown.error);
         if (parsed.success) {
           const outcome: Outcome = { status: "ABORTED", error: parsed.data, message: thrown.message };
-          STORED.set(outcome, toStoredJson(parsed.data, `The declared error of ${name}`));
+          STORED.set(outcome, toStoredJson(parsed.data, `The declared error of ${name}`, this.options.maxValueBytes));
           return outcome;
         }
       }
@@ -356,7 +358,7 @@ export class Executor {
     if (!parsed.success)
       throw new MendError("INVALID_RESPONSE", `${name} returned a response that does not match its schema: ${z.prettifyError(parsed.error)}`);
     const outcome: Outcome = { status: "COMPLETED", response: parsed.data };
-    STORED.set(outcome, toStoredJson(parsed.data, `The response of ${name}`));
+    STORED.set(outcome, toStoredJson(parsed.data, `The response of ${name}`, this.options.maxValueBytes));
     return outcome;
   }
 
@@ -426,7 +428,7 @@ export class Executor {
             stateType: target.stateType,
             stateId: target.stateId,
             method: target.method,
-            request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`) ?? "{}",
+            request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`, this.options.maxValueBytes) ?? "{}",
             dueAt: dueTime(options.when, now),
             createdAt: now,
             parentUuid,

@@ -3,7 +3,7 @@ import type { CallTarget } from "../api/context.js";
 import { MendError } from "../api/errors.js";
 import type { CommitQueue } from "../store/commit-queue.js";
 import type { MemoStatus, Statements } from "../store/statements.js";
-import { toStoredJson } from "./json.js";
+import { DEFAULT_MAX_VALUE_BYTES, toStoredJson } from "./json.js";
 import { describeState } from "./states.js";
 
 export type StepKind = "call" | "spawn" | "atLeastOnce" | "atMostOnce" | "until" | "loop";
@@ -74,6 +74,7 @@ export class Memo {
     private readonly sql: Statements,
     private readonly commits: CommitQueue,
     private readonly taskUuid: string,
+    private readonly maxValueBytes = DEFAULT_MAX_VALUE_BYTES,
   ) {}
 
   scope(): Scope {
@@ -99,7 +100,7 @@ export class Memo {
    * so a value that cannot be stored fails the step, not the commit.
    */
   write(alias: string, kind: StepKind, step: string, status: MemoStatus, value: unknown, what: string): () => void {
-    const json = toStoredJson(value, what);
+    const json = toStoredJson(value, what, this.maxValueBytes);
     return () => this.sql.putMemo({ task_uuid: this.taskUuid, alias, kind, step, status, value: json, now: Date.now() });
   }
 

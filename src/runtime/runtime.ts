@@ -4,14 +4,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Application } from "../api/application.js";
 import { Context, type Caller, type CallTarget, type Outcome } from "../api/context.js";
-import { MendError, TaskNotFound } from "../api/errors.js";
-import { TaskId, type When } from "../api/task-id.js";
+import { InvalidArgument, MendError, TaskNotFound } from "../api/errors.js";
+import { checkTarget } from "../api/ids.js";
+import { normalUuidPrefix, shortestUniquePrefix, TaskId, type When } from "../api/task-id.js";
 import { CommitQueue } from "../store/commit-queue.js";
 import { openStore, releaseHolder, StoreError } from "../store/open.js";
-import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskRow, type VersionRow } from "../store/statements.js";
+import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskListRow, type TaskRow, type VersionRow } from "../store/statements.js";
 import { Engine, type EngineEvents, type Recovery } from "./engine.js";
 import { Executor, type EffectValidation } from "./executor.js";
-import { States } from "./states.js";
+import { DEFAULT_MAX_VALUE_BYTES } from "./json.js";
+import { describeState, States } from "./states.js";
+import { DEFAULT_WINDOW, type WindowOptions } from "./window.js";
 import { catchStrayErrors, runOwned } from "./stray.js";
 import { CodeVersion } from "./version.js";
 
@@ -24,6 +27,13 @@ export interface RuntimeOptions {
   synchronous?: "FULL" | "NORMAL";
   /** At most this many task attempts run at once. @defaultValue 256 */
   concurrency?: number;
+  /**
+   * Which waiting tasks are kept in memory: those due within `ms`, at most `tasks` of them.
+   * Every other waiting task stays in the store and is read when its time comes, so memory
+   * does not grow with the number of waiting tasks.
+   * @defaultValue `{ ms: 60000, tasks: 10000 }`
+   */
+  window?: Partial<WindowOptions>;
   /** The id of the first code version. @defaultValue "v1" */
   version?: string;
   /**
@@ -34,12 +44,20 @@ export interface RuntimeOptions {
    * @defaultValue "disabled"
    */
   effectValidation?: EffectValidation;
+  /**
+   * The largest value stored, as JSON: a request, a response, a declared error, a state
+   * or a workflow step's value. A larger one fails its call (or task attempt) with an
+   * error that says how large it is.
+   * @defaultValue 16 MiB
+   */
+  maxValueBytes?: number;
   /** @internal Set by `mend dev run` when it restarts a runtime; see {@link Recovery}. */
   recovery?: Recovery;
 }
 
 const EFFECT_VALIDATION: readonly EffectValidation[] = ["enabled", "quiet", "disabled"];
 
+/** A task with its values, as `getTask` gives it. */
 export interface TaskInfo {
   taskId: TaskId;
   method: string;
@@ -51,10 +69,29 @@ export interface TaskInfo {
   lastError: string | null;
   /** Iterations done by the task's latest loop (see `ctx.loop()`). */
   iteration: number;
+  request: unknown;
   response?: unknown;
   error?: unknown;
   /** A cursor for the next page of a list. */
   cursor: number;
+}
+
+/**
+ * A stored value as a list shows it: its size as JSON and its first characters (none for a
+ * value over 64 KiB, which would have to be read whole), never the value itself.
+ */
+export interface ValuePreview {
+  bytes: number;
+  preview: string;
+}
+
+/** A task as `listTasks` gives it: its values only previewed, so a list of large values stays small. */
+export interface TaskSummary extends Omit<TaskInfo, "request" | "response" | "error"> {
+  /** The shortest start of the uuid (at least 8 characters) that no other task in the store shares. */
+  shortUuid: string;
+  request: ValuePreview;
+  response?: ValuePreview;
+  error?: ValuePreview;
 }
 
 export interface AttemptInfo {
@@ -92,6 +129,8 @@ export class Runtime {
       throw new MendError("INVALID_OPTION", `synchronous must be FULL or NORMAL, got ${String(options.synchronous)}.`);
     const concurrency = options.concurrency ?? 256;
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new MendError("INVALID_OPTION", "concurrency must be an integer >= 1.");
+    const maxValueBytes = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
+    if (!Number.isSafeInteger(maxValueBytes) || maxValueBytes < 1) throw new MendError("INVALID_OPTION", "maxValueBytes must be an integer >= 1.");
     const effectValidation = options.effectValidation ?? "disabled";
     if (!EFFECT_VALIDATION.includes(effectValidation))
       throw new MendError("INVALID_OPTION", `effectValidation must be one of ${EFFECT_VALIDATION.join(", ")}, got ${String(effectValidation)}.`);
@@ -100,9 +139,13 @@ export class Runtime {
     this.#db = openStore(this.path, { synchronous: options.synchronous });
     this.#sql = prepareStatements(this.#db);
     this.#commits = new CommitQueue(this.#db, { check: sameFile(this.path) });
-    this.#engine = new Engine(this.#sql, this.#commits, { concurrency });
-    this.#executor = new Executor(this.#sql, this.#commits, new States(this.#sql), this.#engine, {
+    const window = { ...DEFAULT_WINDOW, ...options.window };
+    if (!(window.ms > 0) || !Number.isInteger(window.tasks) || window.tasks < 1)
+      throw new MendError("INVALID_OPTION", "window needs ms > 0 and an integer tasks >= 1.");
+    this.#engine = new Engine(this.#sql, this.#commits, { concurrency, window, maxValueBytes });
+    this.#executor = new Executor(this.#sql, this.#commits, new States(this.#sql, maxValueBytes), this.#engine, {
       effectValidation,
+      maxValueBytes,
       onEffectValidation: (event) => this.#engine.emit("effect-validation", event),
     });
     this.#engine.attach(this.#executor, this.#newVersion(application, options.version));
@@ -126,6 +169,14 @@ export class Runtime {
   get synchronous(): "FULL" | "NORMAL" | "OFF" | "EXTRA" {
     const level = this.#db.pragma("synchronous", { simple: true }) as number;
     return (["OFF", "NORMAL", "FULL", "EXTRA"] as const)[level]!;
+  }
+
+  /**
+   * The tasks held in memory: those due soon (see `window`) and those running. It does not
+   * grow with the number of tasks waiting in the store.
+   */
+  get inMemory(): { waiting: number; running: number } {
+    return this.#engine.inMemory;
   }
 
   /** The code version new attempts run. */
@@ -168,6 +219,7 @@ export class Runtime {
    * committed; a spawned workflow goes on.
    */
   async call(target: CallTarget, request: unknown, signal: AbortSignal = new AbortController().signal): Promise<Outcome> {
+    checkTarget(target);
     const version = this.#engine.version;
     const r = this.#executor.resolve(version, target);
     if (r.method.kind === "workflow") return this.#engine.wait(await this.spawn(target, request), signal);
@@ -190,7 +242,8 @@ export class Runtime {
     }
   }
 
-  spawn(target: CallTarget, request: unknown, when?: When): Promise<TaskId> {
+  async spawn(target: CallTarget, request: unknown, when?: When): Promise<TaskId> {
+    checkTarget(target);
     return this.#engine.spawn(target, request, when, null);
   }
 
@@ -215,8 +268,28 @@ export class Runtime {
     return { task: taskInfo({ ...row, rowid: 0 }), attempts: this.#sql.listAttempts(taskUuid).map(attemptInfo) };
   }
 
-  listTasks(filter: TaskFilter): TaskInfo[] {
-    return this.#sql.listTasks(filter).map(taskInfo);
+  /** A page of tasks, newest first; pass the last one's `cursor` as `before` for the next page. */
+  listTasks(filter: TaskFilter): TaskSummary[] {
+    return this.#sql.listTasks(filter).map((row) => taskSummary(row, shortestUniquePrefix(row.uuid, this.#sql.neighbourUuids(row.uuid))));
+  }
+
+  /**
+   * The uuid of the one task whose uuid starts with `prefix` (any case, with or without
+   * its dashes). Throws TaskNotFound if there is none, and AMBIGUOUS_TASK naming the
+   * candidates if there are several.
+   */
+  resolveTaskUuid(prefix: string): string {
+    const normal = normalUuidPrefix(prefix);
+    if (normal === undefined)
+      throw new InvalidArgument(`'${prefix}' is not a task uuid or the start of one (hexadecimal digits and dashes).`);
+    const found = this.#sql.tasksWithUuidPrefix(normal, 11);
+    if (found.length === 1) return found[0]!.uuid;
+    if (found.length === 0) throw new TaskNotFound(prefix);
+    const names = found.slice(0, 10).map((t) => `${t.uuid} ${describeState(t.state_type, t.state_id)}.${t.method} ${t.status}`);
+    throw new MendError(
+      "AMBIGUOUS_TASK",
+      `'${prefix}' is the start of ${found.length > 10 ? "more than 10" : found.length} tasks; give more of the uuid: ${names.join("; ")}.`,
+    );
   }
 
   /** @internal Records a code version `mend dev run` loaded (the dashboard shows them). */
@@ -273,8 +346,28 @@ function taskInfo(row: TaskRow & { rowid: number }): TaskInfo {
     attempts: row.attempts,
     lastError: row.last_error,
     iteration: row.iteration,
+    request: JSON.parse(row.request),
     ...(row.response !== null ? { response: JSON.parse(row.response) } : {}),
     ...(row.error !== null ? { error: JSON.parse(row.error) } : {}),
+    cursor: row.rowid,
+  };
+}
+
+function taskSummary(row: TaskListRow, shortUuid: string): TaskSummary {
+  return {
+    taskId: { stateType: row.state_type, stateId: row.state_id, taskUuid: row.uuid },
+    shortUuid,
+    method: row.method,
+    status: row.status,
+    dueAt: row.due_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    attempts: row.attempts,
+    lastError: row.last_error,
+    iteration: row.iteration,
+    request: { bytes: row.request_bytes, preview: row.request_preview },
+    ...(row.response_bytes !== null ? { response: { bytes: row.response_bytes, preview: row.response_preview ?? "" } } : {}),
+    ...(row.error_bytes !== null ? { error: { bytes: row.error_bytes, preview: row.error_preview ?? "" } } : {}),
     cursor: row.rowid,
   };
 }

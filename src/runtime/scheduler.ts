@@ -1,3 +1,5 @@
+import { Heap } from "./heap.js";
+
 interface Entry {
   due: number;
   seq: number;
@@ -12,7 +14,7 @@ const MAX_TIMEOUT = 2 ** 31 - 1;
  * for its top. Never calls `onDue` before a task's due time. No polling.
  */
 export class Scheduler {
-  #heap: Entry[] = [];
+  #heap = new Heap<Entry>(before);
   #live = new Map<string, number>(); // uuid -> seq of its current entry
   #seq = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -27,7 +29,7 @@ export class Scheduler {
     if (this.#stopped) return;
     const entry = { due, seq: ++this.#seq, uuid };
     this.#live.set(uuid, entry.seq);
-    this.#push(entry);
+    this.#heap.push(entry);
     if (due <= Date.now()) this.#queueDrain();
     else if (due < this.#timerDue) this.#arm();
   }
@@ -47,7 +49,7 @@ export class Scheduler {
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    this.#heap = [];
+    this.#heap.clear();
     this.#live.clear();
   }
 
@@ -62,8 +64,8 @@ export class Scheduler {
 
   #drain(): void {
     const now = Date.now();
-    while (this.#heap.length > 0 && this.#heap[0]!.due <= now) {
-      const entry = this.#pop()!;
+    while (this.#heap.size > 0 && this.#heap.peek()!.due <= now) {
+      const entry = this.#heap.pop()!;
       if (this.#live.get(entry.uuid) !== entry.seq) continue;
       this.#live.delete(entry.uuid);
       this.onDue(entry.uuid);
@@ -76,8 +78,8 @@ export class Scheduler {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#timerDue = Infinity;
-    while (this.#heap.length > 0 && this.#live.get(this.#heap[0]!.uuid) !== this.#heap[0]!.seq) this.#pop();
-    const top = this.#heap[0];
+    while (this.#heap.size > 0 && this.#live.get(this.#heap.peek()!.uuid) !== this.#heap.peek()!.seq) this.#heap.pop();
+    const top = this.#heap.peek();
     if (!top || this.#stopped) return;
     this.#timerDue = top.due;
     const delay = Math.min(Math.max(0, top.due - Date.now()), MAX_TIMEOUT);
@@ -86,39 +88,6 @@ export class Scheduler {
       this.#timerDue = Infinity;
       this.#drain();
     }, delay);
-  }
-
-  #push(entry: Entry): void {
-    const h = this.#heap;
-    h.push(entry);
-    let i = h.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(h[i]!, h[parent]!)) break;
-      [h[i], h[parent]] = [h[parent]!, h[i]!];
-      i = parent;
-    }
-  }
-
-  #pop(): Entry | undefined {
-    const h = this.#heap;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length > 0 && last) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && before(h[l]!, h[m]!)) m = l;
-        if (r < h.length && before(h[r]!, h[m]!)) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
-        i = m;
-      }
-    }
-    return top;
   }
 }
 

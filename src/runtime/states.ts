@@ -2,7 +2,7 @@ import type { StateTypeDefinition } from "../api/define.js";
 import { MendError } from "../api/errors.js";
 import type { Statements } from "../store/statements.js";
 import { z } from "zod";
-import { toStoredJson } from "./json.js";
+import { DEFAULT_MAX_VALUE_BYTES, toStoredJson } from "./json.js";
 
 export function stateKey(type: string, id: string): string {
   return `${type}\u0000${id}`;
@@ -23,7 +23,10 @@ export class States {
   /** Per instance, moves on each time its pending write is dropped: a writer that read it before must not commit. */
   #epochs = new Map<string, number>();
 
-  constructor(private readonly sql: Statements) {}
+  constructor(
+    private readonly sql: Statements,
+    private readonly maxValueBytes = DEFAULT_MAX_VALUE_BYTES,
+  ) {}
 
   /** Durable state, for readers. */
   committed(type: StateTypeDefinition, id: string): Record<string, unknown> {
@@ -51,7 +54,7 @@ export class States {
         "INVALID_STATE",
         `${type.name}.${method} left the state of ${describeState(type.name, id)} not matching its schema: ${z.prettifyError(parsed.error)}`,
       );
-    return toStoredJson(parsed.data, `The state of ${describeState(type.name, id)}`) ?? "{}";
+    return toStoredJson(parsed.data, `The state of ${describeState(type.name, id)}`, this.maxValueBytes) ?? "{}";
   }
 
   /** Records a write that is on its way to disk; call the result once it is there. */

@@ -1,20 +1,42 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { z } from "zod";
+import type { CallTarget } from "../api/context.js";
 import { MendError } from "../api/errors.js";
+import { nameProblem } from "../api/ids.js";
 import { TaskId } from "../api/task-id.js";
-import type { Runtime } from "../runtime/runtime.js";
-import { checkRequest, hasAdminSecret, isLoopbackHost } from "./guard.js";
+import type { Runtime, TaskInfo, TaskSummary } from "../runtime/runtime.js";
+import { isDiskFull } from "../store/open.js";
+import { checkRequest, hasAdminSecret, isAllowedOrigin, isLoopbackHost, needsAdminSecret, type GuardOptions, type RouteName } from "./guard.js";
+import { errorAnswer, send } from "./answer.js";
+import { HttpError, readJson } from "./read-json.js";
+import { cancelRefusal, cutLargeValues, retryRefusal } from "./task-answers.js";
 
 export interface ServerOptions {
   /** @defaultValue "127.0.0.1" */
   host?: string;
   /** 0 picks a free port. @defaultValue 9991 */
   port?: number;
-  /** The task endpoints demand it when set; required when `host` is not a loopback address. */
+  /**
+   * On loopback, the task-admin routes demand it when set. Beyond loopback it is required,
+   * and every route but `/health` demands it.
+   */
   adminSecret?: string;
+  /**
+   * Host names accepted besides loopback names, IP addresses and `host` itself (as Vite's
+   * `server.allowedHosts`); one that starts with a dot also accepts its subdomains.
+   */
+  allowedHosts?: string[];
+  /** Origins whose cross-origin (browser) requests are accepted, e.g. `https://app.example`. */
+  allowedOrigins?: string[];
   /** @defaultValue 1 MiB */
   maxBodyBytes?: number;
+  /** Connections beyond this many are closed at once. @defaultValue 1024 */
+  maxConnections?: number;
+  /** A request's headers must arrive within this time. @defaultValue 10 s */
+  headersTimeoutMs?: number;
+  /** A request's body must arrive within this time after its headers. @defaultValue 30 s */
+  bodyTimeoutMs?: number;
 }
 
 export interface RunningServer {
@@ -22,21 +44,10 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-const STATUS_OF_CODE: Record<string, number> = {
-  INVALID_ARGUMENT: 400, NOT_FOUND: 404, TASK_NOT_FOUND: 404, NOT_ALLOWED: 403, STOPPED: 503,
-};
-
-const name = z.string().min(1).max(1000);
+const name = z.string().superRefine((value, ctx) => {
+  const problem = nameProblem(value);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+});
 const target = { stateType: name, stateId: name, method: name };
 const CallBody = z.object({ ...target, request: z.unknown().optional() });
 const When = z.union([
@@ -60,46 +71,11 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   return parsed.data;
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent || res.destroyed) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), "cache-control": "no-store" });
-  res.end(text);
+function summaryJson(info: TaskSummary) {
+  return { id: TaskId.format(info.taskId), ...info };
 }
 
-function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
-  const type = req.headers["content-type"] ?? "";
-  if (!/^application\/json\b/i.test(type))
-    return Promise.reject(new HttpError(415, "UNSUPPORTED_MEDIA_TYPE", "Send the body as JSON with Content-Type: application/json."));
-  if (Number(req.headers["content-length"] ?? 0) > limit)
-    return Promise.reject(new HttpError(413, "BODY_TOO_LARGE", `The body is larger than ${limit} bytes.`));
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners("data");
-        req.resume();
-        reject(new HttpError(413, "BODY_TOO_LARGE", `The body is larger than ${limit} bytes.`));
-      } else chunks.push(chunk);
-    });
-    req.on("error", reject);
-    req.on("aborted", () => reject(new HttpError(400, "ABORTED", "The request was aborted.")));
-    req.on("end", () => {
-      if (size > limit) return;
-      const text = Buffer.concat(chunks).toString("utf8");
-      if (text.trim() === "") return resolve({});
-      try {
-        resolve(JSON.parse(text));
-      } catch (e) {
-        reject(new HttpError(400, "MALFORMED_JSON", `The body is not valid JSON: ${(e as Error).message}`));
-      }
-    });
-  });
-}
-
-function taskJson(info: ReturnType<Runtime["listTasks"]>[number]) {
+function taskJson(info: TaskInfo) {
   return { id: TaskId.format(info.taskId), ...info };
 }
 
@@ -110,15 +86,30 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
   if (!loopback && !options.adminSecret)
     throw new MendError("INVALID_OPTION", `Serving on ${host} (beyond loopback) needs an admin secret: --admin-secret or MEND_ADMIN_SECRET.`);
   const limit = options.maxBodyBytes ?? 1024 * 1024;
+  const guard: GuardOptions = { loopback, boundHost: host, allowedHosts: options.allowedHosts, allowedOrigins: options.allowedOrigins };
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const bodyTimeout = options.bodyTimeoutMs ?? 30_000;
+  const maxConnections = options.maxConnections ?? 1024;
+  for (const [key, value] of Object.entries({ headersTimeoutMs: headersTimeout, bodyTimeoutMs: bodyTimeout, maxConnections }))
+    if (!Number.isSafeInteger(value) || value < 1) throw new MendError("INVALID_OPTION", `${key} must be an integer >= 1, got ${String(value)}.`);
 
-  const admin = (req: IncomingMessage) => {
-    if (options.adminSecret && !hasAdminSecret(req.headers.authorization, options.adminSecret))
-      throw new HttpError(401, "UNAUTHENTICATED", "This endpoint needs the admin secret (mend task … --admin-credential).");
+  const hasSecret = (req: IncomingMessage) => !!options.adminSecret && hasAdminSecret(req.headers.authorization, options.adminSecret);
+
+  /**
+   * Lets a request through to a route, or refuses it for want of the admin secret. This is
+   * where a method's authorizer will be asked (for call, spawn and wait, with `target`)
+   * before the secret is demanded.
+   */
+  const authorize = (req: IncomingMessage, route: RouteName, _target?: CallTarget) => {
+    if (!needsAdminSecret(route, { loopback, adminSecret: options.adminSecret }) || hasSecret(req)) return;
+    const message = loopback
+      ? "This endpoint needs the admin secret (mend task … --admin-credential)."
+      : "This server is served beyond loopback: every request needs the admin secret (Authorization: Bearer …; mend task … --admin-credential, ExternalContext({ adminCredential })).";
+    throw new HttpError(401, "UNAUTHENTICATED", message);
   };
-  const findTask = (uuid: string) => {
-    if (!TaskId.isUuid(uuid)) throw new HttpError(400, "INVALID_ARGUMENT", `'${uuid}' is not a task uuid.`);
-    return runtime.getTask(uuid);
-  };
+
+  /** The task a path names by its uuid or a unique start of it. */
+  const findTask = (idOrPrefix: string) => runtime.getTask(runtime.resolveTaskUuid(decodeURIComponentSafe(idOrPrefix)));
 
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const method = req.method ?? "GET";
@@ -131,35 +122,50 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
       return method === verb;
     };
 
-    if (at("/health", "GET")) return send(res, 200, { ok: true, version: runtime.version, pid: process.pid, rss: process.memoryUsage.rss() });
+    if (at("/health", "GET")) {
+      // Beyond loopback, anyone may ask whether it is up; only the admin learns more.
+      if (!loopback && !hasSecret(req)) return send(res, 200, { ok: true });
+      return send(res, 200, { ok: true, version: runtime.version, pid: process.pid, rss: process.memoryUsage.rss() });
+    }
     if (at("/v1/call", "POST")) {
-      const body = parse(CallBody, await readJson(req, limit), "call");
+      const body = parse(CallBody, await readJson(req, limit, bodyTimeout), "call");
+      authorize(req, "call", body);
+      // A client that goes away gives up its call: the method's ctx.signal aborts and nothing it did is committed.
+      const gone = new AbortController();
+      res.on("close", () => {
+        if (!res.writableFinished) gone.abort(new MendError("CLIENT_GONE", "The client closed its connection before the call ended."));
+      });
       try {
-        return send(res, 200, { outcome: await runtime.call(body, body.request) });
+        return send(res, 200, { outcome: await runtime.call(body, body.request, gone.signal) });
       } catch (e) {
-        if (e instanceof MendError || e instanceof HttpError) throw e;
+        if (e instanceof MendError || e instanceof HttpError || isDiskFull(e)) throw e;
         const error = e as Error;
         return send(res, 500, { error: { code: "METHOD_FAILED", name: error.name, message: error.message, stack: error.stack } });
       }
     }
     if (at("/v1/tasks", "POST")) {
-      const body = parse(SpawnBody, await readJson(req, limit), "task");
+      const body = parse(SpawnBody, await readJson(req, limit, bodyTimeout), "task");
+      authorize(req, "spawn", body);
       const when = body.when && "at" in body.when ? new Date(body.when.at) : body.when;
       const taskId = await runtime.spawn(body, body.request, when);
       return send(res, 201, { taskId, id: TaskId.format(taskId) });
     }
     if (at("/v1/tasks", "GET")) {
-      admin(req);
+      authorize(req, "list");
       const query = parse(ListQuery, Object.fromEntries(url.searchParams), "query");
       const tasks = runtime.listTasks(query);
-      return send(res, 200, { tasks: tasks.map(taskJson), next: tasks.length === query.limit ? tasks.at(-1)!.cursor : null });
+      return send(res, 200, { tasks: tasks.map(summaryJson), next: tasks.length === query.limit ? tasks.at(-1)!.cursor : null });
     }
-    if (at("/v1/tasks/:uuid", "GET")) {
-      admin(req);
+    if (at("/v1/tasks/:id", "GET")) {
+      authorize(req, "show");
       const { task, attempts } = findTask(parts[2]!);
-      return send(res, 200, { task: taskJson(task), attempts });
+      const full = url.searchParams.get("full");
+      if (full === "true" || full === "1") return send(res, 200, { task: taskJson(task), attempts });
+      const { task: shown, cut } = cutLargeValues(task);
+      return send(res, 200, { task: taskJson(shown), attempts, ...(cut ? { cut } : {}) });
     }
-    if (at("/v1/tasks/:uuid/wait", "GET")) {
+    if (at("/v1/tasks/:id/wait", "GET")) {
+      authorize(req, "wait");
       const { task } = findTask(parts[2]!);
       const timeout = Math.min(Math.max(Number(url.searchParams.get("timeout") ?? 30_000) || 0, 0), 120_000);
       const abort = new AbortController();
@@ -175,40 +181,76 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
         clearTimeout(timer);
       }
     }
-    if (at("/v1/tasks/:uuid/cancel", "POST")) {
-      admin(req);
-      findTask(parts[2]!);
-      if (await runtime.cancel(parts[2]!)) return send(res, 200, { cancelled: true });
-      throw new HttpError(409, "NOT_RUNNING", "Task is not running.");
+    if (at("/v1/tasks/:id/cancel", "POST")) {
+      authorize(req, "cancel");
+      const { task } = findTask(parts[2]!);
+      const uuid = task.taskId.taskUuid;
+      const refused = cancelRefusal(task) ?? ((await runtime.cancel(uuid)) ? undefined : cancelRefusal(runtime.getTask(uuid).task));
+      if (refused) throw new HttpError(refused.status, refused.code, refused.message);
+      return send(res, 200, { cancelled: true });
     }
-    if (at("/v1/tasks/:uuid/retry", "POST")) {
-      admin(req);
-      findTask(parts[2]!);
-      if (await runtime.retry(parts[2]!)) return send(res, 200, { retrying: true });
-      throw new HttpError(409, "NOT_RETRYABLE", "Task is running or has finished; nothing to retry.");
+    if (at("/v1/tasks/:id/retry", "POST")) {
+      authorize(req, "retry");
+      const { task } = findTask(parts[2]!);
+      const uuid = task.taskId.taskUuid;
+      const refused =
+        retryRefusal(task) ??
+        ((await runtime.retry(uuid)) ? undefined : (retryRefusal(runtime.getTask(uuid).task) ?? { status: 409, code: "RUNNING", message: "Task is about to run; nothing to retry." }));
+      if (refused) throw new HttpError(refused.status, refused.code, refused.message);
+      return send(res, 200, { retrying: true });
     }
     if (verbs.length > 0) throw new HttpError(405, "METHOD_NOT_ALLOWED", `${url.pathname} takes ${verbs.join(" or ")}, not ${method}.`);
     throw new HttpError(404, "NOT_FOUND", `No route ${method} ${url.pathname}.`);
   }
 
-  const server = createServer((req, res) => {
-    const refusal = checkRequest(req.headers as Record<string, string | undefined>, { loopback });
-    if (refusal) return send(res, refusal.status, { error: { code: refusal.code, message: refusal.message } });
-    let url: URL;
-    try {
-      url = new URL(req.url ?? "/", "http://localhost");
-    } catch {
-      return send(res, 400, { error: { code: "BAD_URL", message: "Malformed URL." } });
-    }
-    route(req, res, url).catch((e: unknown) => {
-      const status = e instanceof HttpError ? e.status : e instanceof MendError ? (STATUS_OF_CODE[e.code] ?? 500) : 500;
-      const code = e instanceof HttpError || e instanceof MendError ? e.code : "INTERNAL";
-      send(res, status, { error: { code, message: (e as Error)?.message ?? String(e) } });
-      if (status === 413) res.on("finish", () => req.destroy());
-    });
+  const server = createServer(
+    {
+      headersTimeout,
+      // Node's requestTimeout runs from the first byte until the request (headers and body) is in;
+      // a long poll's wait for its answer comes after that and is not bounded by it.
+      requestTimeout: headersTimeout + bodyTimeout,
+      // How often those timeouts are checked (Node's default is 30 s, which would stretch them).
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(headersTimeout, bodyTimeout) / 4))),
+    },
+    (req, res) => {
+      const refusal = checkRequest(req.headers as Record<string, string | undefined>, guard);
+      if (refusal) return send(res, refusal.status, { error: { code: refusal.code, message: refusal.message } });
+      const origin = req.headers.origin;
+      if (origin !== undefined && isAllowedOrigin(origin, guard)) {
+        res.setHeader("access-control-allow-origin", origin);
+        res.setHeader("vary", "origin");
+        if (req.method === "OPTIONS") {
+          res.writeHead(204, {
+            "access-control-allow-methods": "GET, POST",
+            "access-control-allow-headers": "authorization, content-type",
+            "access-control-max-age": "600",
+          });
+          return void res.end();
+        }
+      }
+      let url: URL;
+      try {
+        url = new URL(req.url ?? "/", "http://localhost");
+      } catch {
+        return send(res, 400, { error: { code: "BAD_URL", message: "Malformed URL." } });
+      }
+      route(req, res, url).catch((e: unknown) => {
+        const { status, error } = errorAnswer(e);
+        if (status === 401) res.setHeader("www-authenticate", "Bearer");
+        send(res, status, { error });
+        // The rest of a refused body may still be on its way: close rather than read it.
+        if (status === 413 || status === 408) res.on("finish", () => req.destroy());
+      });
+    },
+  );
+  server.on("clientError", (e: NodeJS.ErrnoException, socket) => {
+    // Headers (or a body nobody read) that did not arrive in time: say so, then close.
+    if (e.code === "ERR_HTTP_REQUEST_TIMEOUT" && socket.writable) socket.end("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    socket.destroy();
   });
-  server.on("clientError", (_e, socket) => socket.destroy());
   server.keepAliveTimeout = 5000;
+  // Each connection holds a file descriptor: past the cap, new ones are closed at once rather than exhausting them.
+  server.maxConnections = maxConnections;
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -227,4 +269,12 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
         server.closeAllConnections();
       }),
   };
+}
+
+function decodeURIComponentSafe(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }

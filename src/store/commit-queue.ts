@@ -47,6 +47,16 @@ export class CommitQueue {
     });
   }
 
+  /**
+   * Runs `op` in a transaction of its own now, after everything pending, and returns what it
+   * returns: for a write whose result the caller needs at once (and which is rare).
+   */
+  commitNow<T>(op: () => T): T {
+    this.flush();
+    this.options.check?.();
+    return this.db.transaction(op).immediate();
+  }
+
   /** Writes everything pending now. */
   flush(): void {
     this.#scheduled = false;

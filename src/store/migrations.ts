@@ -62,7 +62,19 @@ export const MIGRATIONS: readonly string[] = [
 
   ALTER TABLE tasks ADD COLUMN iteration INTEGER NOT NULL DEFAULT 0;
   `,
-  // 3: the code versions \`mend dev run\` loaded, numbered per store across runs.
+  // 3: waiting work stays in the store: the engine reads what is due next by this index
+  // (every unfinished task that can run has a due time; a finished one has none), lists
+  // filter by status, state type or method newest first, and opening the store finds the
+  // attempts that were running without reading the others.
+  `
+  CREATE INDEX tasks_due ON tasks (due_at, uuid) WHERE due_at IS NOT NULL;
+  DROP INDEX tasks_unfinished;
+  CREATE INDEX tasks_by_status ON tasks (status);
+  CREATE INDEX tasks_by_type ON tasks (state_type);
+  CREATE INDEX tasks_by_method ON tasks (method);
+  CREATE INDEX attempts_open ON attempts (task_uuid) WHERE ended_at IS NULL;
+  `,
+  // 4: the code versions \`mend dev run\` loaded, numbered per store across runs.
   `
   CREATE TABLE versions (
     number    INTEGER PRIMARY KEY,  -- the N of vN

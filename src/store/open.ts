@@ -1,6 +1,6 @@
 import Database from "better-sqlite3";
 import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { basename, dirname } from "node:path";
 import { MendError } from "../api/errors.js";
 import { APPLICATION_ID, MIGRATIONS } from "./migrations.js";
 
@@ -29,13 +29,44 @@ function holderPath(path: string): string {
   return `${path}.holder`;
 }
 
+/**
+ * A process's command line without the values of its arguments (`cli.js serve --name
+ * --admin-secret`): the holder file and the messages that name the holder must never show
+ * a secret given as a flag. Words before the first flag are kept only if they look like
+ * subcommands (a runtime child's argument may be a whole configuration).
+ */
+export function describeCommand(argv: readonly string[]): string {
+  const [script, ...args] = argv;
+  const words = [script ? basename(script) : "node"];
+  let flags = false;
+  for (const arg of args) {
+    if (arg.startsWith("-")) {
+      flags = true;
+      // Only what looks like a flag's name: a secret that starts with a dash is a value too.
+      const name = arg.split("=")[0]!;
+      words.push(/^(?:--[a-z][a-z0-9-]*|-[a-z])$/i.test(name) ? name : "…");
+    } else if (!flags) words.push(/^[a-z][a-z0-9-]{0,30}$/.test(arg) ? arg : "…"); // a subcommand, before any flag
+  }
+  return words.join(" ").replace(/(?: …)+/g, " …");
+}
+
 function describeHolder(path: string): string {
   try {
     const h = JSON.parse(readFileSync(holderPath(path), "utf8")) as Holder;
-    return `process ${h.pid} (${h.command}), since ${h.since}`;
+    // Masked again: a holder file written by an older mend may hold a whole command line.
+    return `process ${Number(h.pid)} (${describeCommand(String(h.command).split(" "))}), since ${String(h.since)}`;
   } catch {
     return "another process";
   }
+}
+
+/** Whether an error (or its cause) is a write that failed because the disk is full. */
+export function isDiskFull(error: unknown): boolean {
+  for (let e = error, i = 0; e && i < 5; e = (e as { cause?: unknown }).cause, i++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === "SQLITE_FULL" || code === "ENOSPC") return true;
+  }
+  return false;
 }
 
 /** Refuses, before SQLite touches it, a file that is not an SQLite database. */
@@ -100,7 +131,8 @@ export function openStore(path: string, options: OpenOptions = {}): Database.Dat
       throw new StoreError(`The store ${path} is in use by ${describeHolder(path)}. Stop it first.`, { cause: e });
     if (isSqliteError(e, "SQLITE_CORRUPT", "SQLITE_NOTADB"))
       throw new StoreError(`The store ${path} is damaged (${(e as Error).message}); it was left untouched.`, { cause: e });
-    if (isSqliteError(e, "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL"))
+    if (isDiskFull(e)) throw new StoreError(`Cannot write the store ${path}: the disk is full.`, { cause: e });
+    if (isSqliteError(e, "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR"))
       throw new StoreError(`Cannot write the store ${path}: ${(e as Error).message}`, { cause: e });
     throw e;
   }
@@ -134,9 +166,11 @@ function migrate(db: Database.Database): void {
 }
 
 function writeHolder(path: string): void {
-  const holder: Holder = { pid: process.pid, command: process.argv.slice(1).join(" ") || "node", since: new Date().toISOString() };
+  const holder: Holder = { pid: process.pid, command: describeCommand(process.argv.slice(1)), since: new Date().toISOString() };
   try {
-    writeFileSync(holderPath(path), JSON.stringify(holder));
+    // A file left by a killed holder keeps its mode when written over: remove it, then create it for the owner only.
+    rmSync(holderPath(path), { force: true });
+    writeFileSync(holderPath(path), JSON.stringify(holder), { mode: 0o600, flag: "wx" });
   } catch {
     // Only used to name the holder in an error message.
   }

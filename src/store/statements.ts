@@ -76,6 +76,36 @@ export interface TaskFilter {
   limit: number;
 }
 
+/** A task as a list shows it: its values only as a size in bytes and a preview. */
+export type TaskListRow = Omit<TaskRow, "request" | "response" | "error"> & {
+  rowid: number;
+  request_bytes: number;
+  request_preview: string;
+  response_bytes: number | null;
+  response_preview: string | null;
+  error_bytes: number | null;
+  error_preview: string | null;
+};
+
+/** Enough of a task to tell it from others that share a uuid prefix. */
+export type TaskHeader = Pick<TaskRow, "uuid" | "state_type" | "state_id" | "method" | "status">;
+
+/** How many characters of each value a list shows. */
+export const PREVIEW_CHARS = 80;
+
+/**
+ * Values larger than this get no preview in a list: SQLite measures a value without reading
+ * it, but reads all of it to take its first characters.
+ */
+export const PREVIEW_MAX_BYTES = 64 * 1024;
+
+const preview = (column: string) =>
+  `octet_length(${column}) AS ${column}_bytes,
+  CASE WHEN octet_length(${column}) <= ${PREVIEW_MAX_BYTES} THEN substr(${column}, 1, ${PREVIEW_CHARS}) ELSE '' END AS ${column}_preview`;
+
+const LIST_COLUMNS = `uuid, state_type, state_id, method, status, due_at, created_at, updated_at, attempts, backoff_step,
+  last_error, parent_uuid, iteration, ${preview("request")}, ${preview("response")}, ${preview("error")}`;
+
 /** Every SQL statement of the store, prepared once, named after what it does. */
 export function prepareStatements(db: Database.Database) {
   const s = (sql: string) => db.prepare(sql);
@@ -91,10 +121,15 @@ export function prepareStatements(db: Database.Database) {
     last_error = @last_error, updated_at = @now WHERE uuid = @uuid`);
   const cancelTask = s(`UPDATE tasks SET status = 'CANCELLED', due_at = NULL, updated_at = @now
     WHERE uuid = @uuid AND status NOT IN ('COMPLETED', 'ABORTED', 'CANCELLED')`);
-  const rescheduleTask = s(`UPDATE tasks SET due_at = @due_at, backoff_step = 0, updated_at = @now WHERE uuid = @uuid`);
   const getTask = s(`SELECT * FROM tasks WHERE uuid = ?`);
   const listAttempts = s(`SELECT * FROM attempts WHERE task_uuid = ? ORDER BY number`);
-  const unfinishedTasks = s(`SELECT * FROM tasks WHERE status NOT IN ('COMPLETED', 'ABORTED', 'CANCELLED') ORDER BY rowid`);
+  // Keyset paging over the due index: the tasks due after (due_at, uuid) = (@due, @uuid), up to @until.
+  const dueTasks = s(`SELECT * FROM tasks WHERE due_at IS NOT NULL AND (due_at, uuid) > (@due, @uuid) AND due_at <= @until
+    ORDER BY due_at, uuid LIMIT @limit`);
+  const retryFailing = s(`UPDATE tasks SET due_at = @now, backoff_step = 0, updated_at = @now
+    WHERE status = 'SCHEDULED_RETRY' RETURNING uuid, state_type, state_id`);
+  const retryTask = s(`UPDATE tasks SET due_at = @now, backoff_step = 0, updated_at = @now
+    WHERE uuid = @uuid AND status IN ('SCHEDULED', 'SCHEDULED_RETRY', 'SCHEDULED_ITERATION')`);
   const interruptAttempts = s(`UPDATE attempts SET outcome = 'INTERRUPTED', ended_at = max(started_at, @now),
     error_message = 'The process stopped during this attempt.' WHERE ended_at IS NULL`);
   // Parks a task that was running (or is parked already) as one waiting for new code: a
@@ -112,6 +147,10 @@ export function prepareStatements(db: Database.Database) {
     ON CONFLICT (task_uuid, alias) DO UPDATE SET kind = excluded.kind, step = excluded.step,
       status = excluded.status, value = excluded.value, updated_at = excluded.updated_at`);
   const readState = s(`SELECT state FROM states WHERE state_type = ? AND state_id = ?`).pluck();
+  // uuids hold only [0-9a-f-], all below 'g': [prefix, prefix + 'g') is every uuid that starts with prefix.
+  const tasksWithUuidPrefix = s(`SELECT uuid, state_type, state_id, method, status FROM tasks WHERE uuid >= ? AND uuid < ? ORDER BY uuid LIMIT ?`);
+  const uuidBefore = s(`SELECT uuid FROM tasks WHERE uuid < ? ORDER BY uuid DESC LIMIT 1`).pluck();
+  const uuidAfter = s(`SELECT uuid FROM tasks WHERE uuid > ? ORDER BY uuid LIMIT 1`).pluck();
   const writeState = s(`INSERT INTO states (state_type, state_id, state) VALUES (?, ?, ?)
     ON CONFLICT (state_type, state_id) DO UPDATE SET state = excluded.state`);
 
@@ -136,10 +175,15 @@ export function prepareStatements(db: Database.Database) {
     failTask: (uuid: string, dueAt: number | null, backoffStep: number, lastError: string, now: number) =>
       (fault("store.failTask"), failTask.run({ uuid, due_at: dueAt, backoff_step: backoffStep, last_error: lastError, now })),
     cancelTask: (uuid: string, now: number) => (fault("store.cancelTask"), cancelTask.run({ uuid, now })),
-    rescheduleTask: (uuid: string, dueAt: number, now: number) => (fault("store.rescheduleTask"), rescheduleTask.run({ uuid, due_at: dueAt, now })),
     getTask: (uuid: string) => getTask.get(uuid) as TaskRow | undefined,
     listAttempts: (uuid: string) => listAttempts.all(uuid) as AttemptRow[],
-    unfinishedTasks: () => unfinishedTasks.all() as TaskRow[],
+    /** Tasks that can run, due after the key (due, uuid) and at the latest at `until`, in due order. */
+    dueTasks: (after: { due: number; uuid: string }, until: number, limit: number) =>
+      dueTasks.all({ due: after.due, uuid: after.uuid, until, limit }) as TaskRow[],
+    /** Every failing task, due now and its backoff reset: the ids of those it changed. */
+    retryFailing: (now: number) => (fault("store.retryFailing"), retryFailing.all({ now }) as { uuid: string; state_type: string; state_id: string }[]),
+    /** A task that has not started, or is failing, due now; false if it is running or finished. */
+    retryTask: (uuid: string, now: number) => (fault("store.retryTask"), retryTask.run({ uuid, now }).changes > 0),
     interruptAttempts: (now: number) => interruptAttempts.run({ now }),
     parkTask: (uuid: string, reason: string, now: number) => parkTask.run({ uuid, reason, now }),
     recordVersion: (v: VersionRow) => recordVersion.run(v),
@@ -150,7 +194,15 @@ export function prepareStatements(db: Database.Database) {
     putMemo: (m: Omit<MemoRow, "updated_at"> & { now: number }) => (fault("store.putMemo"), putMemo.run(m)),
     readState: (type: string, id: string) => readState.get(type, id) as string | undefined,
     writeState: (type: string, id: string, state: string) => (fault("store.writeState", type, id, state), writeState.run(type, id, state)),
-    listTasks(filter: TaskFilter): (TaskRow & { rowid: number })[] {
+    /** Up to `limit` tasks whose uuid starts with `prefix`, in uuid order (the primary key's range). */
+    tasksWithUuidPrefix: (prefix: string, limit: number) => tasksWithUuidPrefix.all(prefix, `${prefix}g`, limit) as TaskHeader[],
+    /** The uuids just before and after `uuid` in the store, to find how much of it no other task shares. */
+    neighbourUuids: (uuid: string) => [uuidBefore.get(uuid), uuidAfter.get(uuid)].filter((u): u is string => u !== undefined),
+    /**
+     * A page of tasks, newest first, without their values: only each value's size in bytes
+     * and its first characters, so that a list of tasks with large responses stays small.
+     */
+    listTasks(filter: TaskFilter): TaskListRow[] {
       const where: string[] = [];
       const params: Record<string, unknown> = { limit: filter.limit };
       if (filter.status) (where.push("status = @status"), (params.status = filter.status));
@@ -158,8 +210,8 @@ export function prepareStatements(db: Database.Database) {
       if (filter.stateId) (where.push("state_id = @stateId"), (params.stateId = filter.stateId));
       if (filter.method) (where.push("method = @method"), (params.method = filter.method));
       if (filter.before !== undefined) (where.push("rowid < @before"), (params.before = filter.before));
-      const sql = `SELECT rowid, * FROM tasks ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY rowid DESC LIMIT @limit`;
-      return db.prepare(sql).all(params) as (TaskRow & { rowid: number })[];
+      const sql = `SELECT rowid, ${LIST_COLUMNS} FROM tasks ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY rowid DESC LIMIT @limit`;
+      return db.prepare(sql).all(params) as TaskListRow[];
     },
   };
 }

@@ -56,9 +56,10 @@ export function waitForOutput(child: ResultPromise, pattern: RegExp, timeoutMs =
 }
 
 /** `mend serve` on a free port in `appDir`; stopped after the test, or after the file with `forFile`. */
-export async function serve(appDir: string, extra: string[] = [], forFile = false) {
+export async function serve(appDir: string, extra: string[] = [], forFile = false, env: Record<string, string> = {}) {
   const child = execa("node", [cli, "serve", "--application", "src/main.ts", "--name", "test", "--port", "0", ...extra], {
     cwd: appDir,
+    env,
     reject: false,
     stdin: "ignore",
     all: true,

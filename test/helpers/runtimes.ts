@@ -39,10 +39,10 @@ const realSetTimeout = globalThis.setTimeout;
 const realClearTimeout = globalThis.clearTimeout;
 
 /** `promise`, or a failure naming `what` was awaited once `timeoutMs` has passed. */
-export function within<T>(promise: Promise<T>, what: string, timeoutMs = 20_000): Promise<T> {
+export function within<T>(promise: PromiseLike<T>, what: string, timeoutMs = 20_000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = realSetTimeout(() => reject(new Error(`waited ${timeoutMs} ms for ${what}; it did not come`)), timeoutMs);
   });
-  return Promise.race([promise, late]).finally(() => realClearTimeout(timer));
+  return Promise.race([Promise.resolve(promise), late]).finally(() => realClearTimeout(timer));
 }
