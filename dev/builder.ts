@@ -1,4 +1,4 @@
-import { context, type BuildContext, type Message, type Metafile } from "esbuild";
+import { context, stop, type BuildContext, type Message, type Metafile } from "esbuild";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -15,6 +15,11 @@ export function inputsOf(metafile: Metafile, cwd: string): string[] {
     .map((p) => (isAbsolute(p) ? p : resolve(cwd, p)));
 }
 
+/** esbuild's answer once its service process is gone; every later call fails alike until it is started again. */
+export function isServiceGone(error: unknown): boolean {
+  return /The service (was stopped|is no longer running)/.test((error as Error)?.message ?? String(error));
+}
+
 /** An incremental esbuild context for the app; each build's output stays in memory. */
 export class Builder {
   #ctx: BuildContext | undefined;
@@ -27,34 +32,50 @@ export class Builder {
   async build(): Promise<BuildResult> {
     const t0 = performance.now();
     try {
-      this.#ctx ??= await context({ ...appBuildOptions(this.entry, this.outdir), write: false });
-      const result = await this.#ctx.rebuild();
-      const code = result.outputFiles!.find((f) => f.path.endsWith(".cjs"))!.text;
-      const map = result.outputFiles!.find((f) => f.path.endsWith(".map"))!.text;
-      return { ok: true, code, map, inputs: inputsOf(result.metafile!, process.cwd()), ms: performance.now() - t0 };
+      return await this.#build(t0);
     } catch (e) {
-      const errors = (e as { errors?: Message[] }).errors ?? [];
-      return { ok: false, message: await formatBuildErrors(errors, (e as Error).message), ms: performance.now() - t0 };
+      if (!isServiceGone(e)) return this.#failed(e, t0);
     }
+    // esbuild's service process died (killed, out of memory): start a new one and a new context.
+    this.#ctx = undefined;
+    await stop();
+    try {
+      return await this.#build(t0);
+    } catch (e) {
+      return this.#failed(e, t0);
+    }
+  }
+
+  async #build(t0: number): Promise<BuildResult> {
+    this.#ctx ??= await context({ ...appBuildOptions(this.entry, this.outdir), write: false });
+    const result = await this.#ctx.rebuild();
+    const code = result.outputFiles!.find((f) => f.path.endsWith(".mjs"))!.text;
+    const map = result.outputFiles!.find((f) => f.path.endsWith(".map"))!.text;
+    return { ok: true, code, map, inputs: inputsOf(result.metafile!, process.cwd()), ms: performance.now() - t0 };
+  }
+
+  async #failed(e: unknown, t0: number): Promise<BuildResult> {
+    const errors = (e as { errors?: Message[] }).errors ?? [];
+    return { ok: false, message: await formatBuildErrors(errors, (e as Error).message), ms: performance.now() - t0 };
   }
 
   /** Writes a version's bundle and its source map; returns the bundle's path. */
   write(version: string, code: string, map: string): string {
     mkdirSync(this.outdir, { recursive: true });
-    const file = join(this.outdir, `${version}.cjs`);
+    const file = join(this.outdir, `${version}.mjs`);
     writeFileSync(`${file}.map`, map);
-    writeFileSync(file, code.replace(/\/\/# sourceMappingURL=app\.cjs\.map\s*$/, `//# sourceMappingURL=${version}.cjs.map\n`));
+    writeFileSync(file, code.replace(/\/\/# sourceMappingURL=app\.mjs\.map\s*$/, `//# sourceMappingURL=${version}.mjs.map\n`));
     return file;
   }
 
   /** Removes a version's files once no runtime will load it again. */
   remove(version: string): void {
-    const file = join(this.outdir, `${version}.cjs`);
+    const file = join(this.outdir, `${version}.mjs`);
     rmSync(file, { force: true });
     rmSync(`${file}.map`, { force: true });
   }
 
   async dispose(): Promise<void> {
-    await this.#ctx?.dispose();
+    await this.#ctx?.dispose().catch(() => {});
   }
 }

@@ -9,12 +9,11 @@ import { reportAttempts } from "../src/cli/task-log.js";
 import { Runtime, type RuntimeOptions } from "../src/runtime/runtime.js";
 import { handleUnownedErrors } from "../src/runtime/stray.js";
 import { startServer, type RunningServer } from "../src/server/http.js";
-import { loadBundle } from "../src/server/load.js";
+import { loadApp } from "../src/server/load.js";
 import { openStore, releaseHolder } from "../src/store/open.js";
 import { prepareStatements } from "../src/store/statements.js";
 import type { FromRuntime, RuntimeConfig, ToRuntime, VersionInfo } from "./messages.js";
 
-process.setSourceMapsEnabled(true);
 // An error of the app's code outside any call or task is reported; the runtime goes on.
 handleUnownedErrors((error) => console.error(`mend: an error outside any task or call: ${error.stack ?? error.message}`));
 const config = JSON.parse(process.argv[2] ?? "{}") as RuntimeConfig;
@@ -60,7 +59,7 @@ async function load(version: string, file: string, info: VersionInfo | undefined
   const t0 = performance.now();
   let app;
   try {
-    app = loadBundle(file);
+    app = await loadApp(file);
   } catch (e) {
     return void send({ type: "load-failed", version, message: (e as Error).message });
   }

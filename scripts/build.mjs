@@ -1,6 +1,10 @@
-// Builds dist/ from src/ and dev/ with esbuild: one ESM file per entry, packages external.
+// Builds dist/ from src/ and dev/: one ES module per entry with esbuild (packages
+// external), then the type declarations of the package (dist/types/, with declaration
+// maps) with tsc, so that every build of dist/ is one that `npm pack` may ship.
 import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
 import { chmodSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 
 rmSync("dist", { recursive: true, force: true });
 
@@ -18,3 +22,6 @@ await build({
 });
 
 chmodSync("dist/cli.js", 0o755);
+
+const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+execFileSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { stdio: "inherit" });

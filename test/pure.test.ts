@@ -81,7 +81,8 @@ describe("dev output", () => {
     expect(failed).toContain("failed on v3 (attempt 2): TypeError: boom");
     expect(failed).toContain("retry in 1.5 s");
     expect(failed.split("\n")).toHaveLength(2);
-    expect(userStack("E\n    at a (/x/dist/chunk.js:1:1)\n    at b (/x/src/a.ts:1:1)")).toBe("    at b (/x/src/a.ts:1:1)");
+    // An app's own src/runtime/ is the user's code (mend's frames never reach here).
+    expect(userStack("E\n    at a (/app/src/runtime/a.ts:1:1)\n    at b (node:internal/x:1:1)")).toBe("    at a (/app/src/runtime/a.ts:1:1)");
   });
   test("build inputs are absolute and leave out packages", () => {
     expect(inputsOf({ inputs: { "src/a.ts": {}, "node_modules/zod/index.js": {}, "/abs/b.ts": {} }, outputs: {} } as never, "/app")).toEqual([

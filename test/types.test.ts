@@ -1,6 +1,6 @@
 // Type-level tests: `npm test` runs tsc, which fails if any @ts-expect-error below is not an error.
 import { expect, expectTypeOf, test } from "vitest";
-import { defineApi, z, type Context, type TaskId } from "mend";
+import { defineApi, z, type Context, type RuntimeOptions, type Task, type TaskId } from "mend";
 import { Account } from "../fixtures/bank/src/api.js";
 
 declare const ctx: Context;
@@ -52,4 +52,16 @@ test("declared errors are typed on their Aborted class", () => {
   void new Account.WithdrawAborted({ type: "Other" });
   expect(e.message).toBe("Overdraft");
   expect(e.name).toBe("WithdrawAborted");
+});
+
+test("state, spawned tasks and retrieved tasks keep their precise types", () => {
+  type State = Parameters<Parameters<typeof Account.servicer>[0]["balance"]>[1];
+  expectTypeOf<State["balance"]>().toEqualTypeOf<number>();
+  expectTypeOf<State["currency"]>().toEqualTypeOf<string>();
+  // @ts-expect-error not a field of the state
+  expectTypeOf<State["owner"]>().toBeUnknown();
+  expectTypeOf(Account.ref("a").spawn().statement).returns.resolves.toEqualTypeOf<{ task: Task<{ text: string }> }>();
+  expectTypeOf(Account.StatementTask.retrieve).returns.toEqualTypeOf<Task<{ text: string }>>();
+  expectTypeOf<RuntimeOptions["synchronous"]>().toEqualTypeOf<"FULL" | "NORMAL" | undefined>();
+  expect(typeof Account.ref).toBe("function");
 });

@@ -2,7 +2,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /**
- * A generated app of ~50 files / ~5k lines: one entry (src/main.ts), a declaration, a
+ * A generated app of ~50 files / ~5k lines: one entry (src/main.ts, which reads
+ * src/settings.json with top-level await and import.meta), a declaration, a
  * servicer, 45 library modules that import one another, and src/billing/currency.ts, the
  * file with the bug. `Ledger.reconcile({ currency })` fails with "Unknown currency" until
  * that currency is in the table; it retries only once a minute, so only a reload can run
@@ -121,8 +122,14 @@ export const LedgerServicer = Ledger.servicer({
 });
 `;
 
-const MAIN = `import { Application } from "mend";
+// The entry uses what ES modules allow under Node: top-level await, and import.meta to
+// read a file next to its source. Every reload evaluates it again.
+const MAIN = `import { readFile } from "node:fs/promises";
+import { Application } from "mend";
 import { LedgerServicer } from "./ledger.js";
+
+const settings = JSON.parse(await readFile(new URL("./settings.json", import.meta.url), "utf8")) as { name: string };
+if (settings.name !== "ledger") throw new Error("src/settings.json was not read");
 
 export default new Application({ servicers: [LedgerServicer] });
 `;
@@ -148,6 +155,7 @@ export function checksum(xs: readonly number[], seed: number): number {
 export function generateApp(dir: string): GeneratedApp {
   const files = new Map<string, string>([
     ["src/main.ts", MAIN],
+    ["src/settings.json", '{ "name": "ledger" }\n'],
     ["src/api.ts", API],
     ["src/ledger.ts", SERVICER],
     ["src/billing/currency.ts", currencyFile(0)],

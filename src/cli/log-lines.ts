@@ -71,13 +71,16 @@ function safeDecode(text: string): string {
   }
 }
 
-/** Keeps a stack's frames that point at the user's code, dropping node internals and mend's own. */
+/**
+ * Keeps a stack's frames that point at the user's code, dropping Node's and packages'.
+ * mend's own frames are already left out where the stack was made (src/server/stacks.ts).
+ */
 export function userStack(stack: string | undefined): string {
   if (!stack) return "";
   return stack
     .split("\n")
     .slice(1)
-    .filter((l) => /^\s+at /.test(l) && !l.includes("node:") && !l.includes("/node_modules/") && !/\/(dist|src\/runtime)\//.test(l))
+    .filter((l) => /^\s+at /.test(l) && !l.includes("node:") && !l.includes("/node_modules/"))
     .map((l) => `    ${l.trim()}`)
     .join("\n");
 }

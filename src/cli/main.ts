@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { MendError } from "../api/errors.js";
 import { isDiskFull } from "../store/open.js";
+import { registerInit } from "./init.js";
 import { registerServe } from "./serve.js";
 import { registerTaskCommands } from "./task.js";
 import { registerDevCommands } from "../../dev/commands.js";
@@ -13,6 +14,7 @@ const program = new Command("mend")
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(`mend: ${text.replace(/^error: /, "")}`) });
 
+registerInit(program);
 registerServe(program);
 registerTaskCommands(program);
 registerDevCommands(program);

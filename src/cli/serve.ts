@@ -7,7 +7,7 @@ import { Runtime } from "../runtime/runtime.js";
 import { handleUnownedErrors } from "../runtime/stray.js";
 import { buildApp } from "../server/build.js";
 import { startServer, type RunningServer } from "../server/http.js";
-import { loadBundle } from "../server/load.js";
+import { loadApp } from "../server/load.js";
 import { isDiskFull } from "../store/open.js";
 import { applicationUrlExportLine } from "./application-url.js";
 import type { LogFormat } from "./log-lines.js";
@@ -102,7 +102,7 @@ export function registerServe(program: Command): void {
         rmSync(buildDir, { recursive: true, force: true });
       });
       try {
-        runtime = await Runtime.start(loadBundle(await build(o.application, buildDir)), { directory });
+        runtime = await Runtime.start(await loadApp(await build(o.application, buildDir)), { directory });
         logTasks(runtime, o.logFormat);
         server = await startServer(runtime, {
           host: o.host,

@@ -75,6 +75,7 @@ function fromRow(row: TaskRow, due: number): WindowTask {
  * Runs tasks: due times, attempts, retries with backoff, cancel, waiting for results.
  * Waiting tasks live in the store; the engine holds in memory only the ones due soon (its
  * window) and the ones running.
+ * @internal
  */
 export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   readonly #running = new Map<string, Running>();
@@ -469,6 +470,7 @@ function asStored(outcome: Outcome): Outcome {
   return outcome.status === "COMPLETED" ? { status: "COMPLETED", response: value } : { ...outcome, error: value ?? null };
 }
 
+/** @internal */
 export function outcomeOf(row: TaskRow): Outcome {
   if (!FINISHED.has(row.status)) throw new MendError("NOT_FINISHED", `Task ${row.uuid} has not finished.`);
   if (row.status === "COMPLETED") return { status: "COMPLETED", response: row.response === null ? undefined : JSON.parse(row.response) };

@@ -132,7 +132,7 @@ export function storedJsonOf(outcome: Outcome): string | null {
   return toStoredJson(value, "The outcome");
 }
 
-/** Runs one method of any kind with the right context, locks and commit. */
+/** Runs one method of any kind with the right context, locks and commit. @internal */
 export class Executor {
   readonly #locks = new KeyedMutex();
 

@@ -16,6 +16,7 @@ export function describeState(type: string, id: string): string {
  * State instances as the store holds them, plus the writes that are committed in memory
  * but not yet durable (group commit): a writer sees those, a reader sees only what is
  * durable.
+ * @internal
  */
 export class States {
   #pending = new Map<string, { json: string; gen: number }>();

@@ -27,6 +27,7 @@ export interface CommitQueueOptions {
  * savepoint of its own: a write that fails is rolled back alone, and so is every later
  * write of the batch to the same state instance (it was computed from the failed one);
  * the others commit.
+ * @internal
  */
 export class CommitQueue {
   #pending: Pending[] = [];

@@ -101,6 +101,7 @@ function isSqliteError(e: unknown, ...codes: string[]): boolean {
  * Opens (creating if needed) the store at `path` and holds it exclusively until closed.
  * A file that is not a mend store, is damaged, or is held by another process is refused
  * with an error that says so, and is not written to.
+ * @internal
  */
 export function openStore(path: string, options: OpenOptions = {}): Database.Database {
   try {

@@ -106,7 +106,7 @@ const preview = (column: string) =>
 const LIST_COLUMNS = `uuid, state_type, state_id, method, status, due_at, created_at, updated_at, attempts, backoff_step,
   last_error, parent_uuid, iteration, ${preview("request")}, ${preview("response")}, ${preview("error")}`;
 
-/** Every SQL statement of the store, prepared once, named after what it does. */
+/** Every SQL statement of the store, prepared once, named after what it does. @internal */
 export function prepareStatements(db: Database.Database) {
   const s = (sql: string) => db.prepare(sql);
   const insertTask = s(`INSERT INTO tasks (uuid, state_type, state_id, method, request, status, due_at, created_at, updated_at, parent_uuid)
@@ -216,4 +216,5 @@ export function prepareStatements(db: Database.Database) {
   };
 }
 
+/** @internal */
 export type Statements = ReturnType<typeof prepareStatements>;

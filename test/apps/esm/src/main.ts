@@ -1,0 +1,4 @@
+import { Application } from "mend";
+import { GreeterServicer } from "./greeter.js";
+
+export default new Application({ servicers: [GreeterServicer] });
