@@ -219,6 +219,26 @@ describe("a task that kills the runtime", () => {
     await dev.until(/v2 ready in \d+ ms \(src\/format\.ts\) — retrying 1 failing task/);
     expect(await task).toEqual({ text: "Monthly statement for carol. Balance: $0.00" });
   }, 60_000);
+
+  test("a runtime that dies while it loads a save is restarted on it, and the save retries the failing task", async () => {
+    const app = copyFixture("bank");
+    const format = join(app, "src/format.ts");
+    const dev = new DevRun(app, ["--name", "bank"]);
+    const url = await dev.url();
+    await dev.until(/v1 ready/);
+    const { task } = await Account.ref("carol").spawn().statement(new ExternalContext({ url }));
+    await dev.until(/✗ Account\('carol'\)\.statement \[[\w-]+\] failed on v1 \(attempt 1\).*retry in 60\.0 s/);
+    // The fix, in a module that takes its runtime down the first time it is loaded.
+    const mark = join(app, "loaded-once");
+    writeFileSync(
+      format,
+      `import { existsSync, writeFileSync } from "node:fs";\nif (!existsSync(${JSON.stringify(mark)})) { writeFileSync(${JSON.stringify(mark)}, ""); process.exit(1); }\n` +
+        readFileSync(format, "utf8").replace(BUG, FIX),
+    );
+    await dev.until(/mend: the runtime exited with code 1; restarting it on v2/);
+    await dev.until(/v2 ready in \d+ ms \(src\/format\.ts\) — retrying 1 failing task/);
+    expect(await task).toEqual({ text: "Monthly statement for carol. Balance: $0.00" });
+  }, 60_000);
 });
 
 describe("the runtime child dies with its watcher", () => {
