@@ -180,7 +180,8 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     setTimeout(() => {
       if (stopping) return;
       supervisor.start();
-      if (v) send(latest ?? v);
+      // A save the old runtime died before taking: the new one takes it as a swap does, retrying failing tasks.
+      if (v) supervisor.send({ type: "load", version: v.version, file: v.file, info: v.info, retryFailing: current !== undefined && v !== current });
     }, restarts > 3 ? 1000 : 0);
   };
 
