@@ -13,7 +13,7 @@ export interface IdempotencyRow {
   created_at: number;
 }
 
-/** The statements of the idempotency records (migration 4), prepared once. @internal */
+/** The statements of the idempotency records (migration 5), prepared once. @internal */
 export function prepareIdempotency(db: Database.Database) {
   const get = db.prepare(`SELECT * FROM idempotency WHERE seed = ? AND alias = ?`);
   const put = db.prepare(`INSERT INTO idempotency (seed, alias, kind, step, request, status, value, created_at)

@@ -74,7 +74,17 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX tasks_by_method ON tasks (method);
   CREATE INDEX attempts_open ON attempts (task_uuid) WHERE ended_at IS NULL;
   `,
-  // 4: calls made idempotently from outside (`.idempotently()` on an ExternalContext or a
+  // 4: the code versions \`mend dev run\` loaded, numbered per store across runs.
+  `
+  CREATE TABLE versions (
+    number    INTEGER PRIMARY KEY,  -- the N of vN
+    loaded_at INTEGER NOT NULL,     -- ms since the epoch
+    changed   TEXT NOT NULL,        -- JSON array of the files whose saves led to it
+    build_ms  REAL,
+    load_ms   REAL
+  );
+  `,
+  // 5: calls made idempotently from outside (`.idempotently()` on an ExternalContext or a
   // runtime context, an HTTP idempotency key, the calls of `initialize`): one row per seed
   // and alias, kept with the store, so a repeat gets the recorded result.
   `
