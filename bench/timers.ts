@@ -41,10 +41,10 @@ async function lateness(rt: Runtime, label: string, load: boolean): Promise<numb
   await done;
   loading = false;
   await background;
-  return ids.map((id, i) => {
-    const [first] = rt.getTask(id.taskUuid).attempts;
+  return Promise.all(ids.map(async (id, i) => {
+    const [first] = (await rt.getTask(id.taskUuid)).attempts;
     return first!.startedAt - due[i]!;
-  });
+  }));
 }
 
 /** The baseline: Node's own setTimeout, due at the same times. */

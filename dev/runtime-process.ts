@@ -64,7 +64,7 @@ async function load(version: string, file: string, info: VersionInfo | undefined
     return void send({ type: "load-failed", version, message: (e as Error).message });
   }
   if (runtime) {
-    const { retrying } = runtime.load(app, version);
+    const { retrying } = await runtime.load(app, version);
     const ms = performance.now() - t0;
     record(version, info, ms);
     return void send({ type: "loaded", version, ms, retrying: retrying.map(TaskId.format) });
@@ -79,7 +79,7 @@ async function load(version: string, file: string, info: VersionInfo | undefined
     dieWithWatcher(3000);
     watch(runtime);
     // Loading the same code again retries every failing task on it (restart reload mode).
-    if (retryFailing) retrying = runtime.load(app, version).retrying.map(TaskId.format);
+    if (retryFailing) retrying = (await runtime.load(app, version)).retrying.map(TaskId.format);
     server = await startServer(runtime, { host: config.host, port: config.port, adminSecret: process.env.MEND_ADMIN_SECRET || undefined });
   } catch (e) {
     const code = (e as { code?: string }).code;

@@ -14,7 +14,7 @@ async function failsAlone(spawn: (rt: Awaited<ReturnType<typeof start>>) => Prom
   const ctx = rt.context();
   const { task } = await spawn(rt);
   const failed = await next<End>(rt, "attempt:end", (e) => e.taskId.taskUuid === task.taskId.taskUuid);
-  const { task: info, attempts } = rt.getTask(task.taskId.taskUuid);
+  const { task: info, attempts } = await rt.getTask(task.taskId.taskUuid);
   // Nothing else is affected: the failed attempt changed nothing, and the instance takes the next writer.
   const { task: bump } = await Hostile.ref("h").spawn().bump(ctx);
   expect(await bump).toEqual({ n: 1 });
@@ -77,14 +77,14 @@ describe("a task that never settles", () => {
     const { task: other } = await Hostile.ref("other").spawn().bump(ctx);
     expect(await other).toEqual({ n: 1 });
     expect(await Hostile.ref("stuck").get(ctx)).toEqual({ n: 0 });
-    expect(rt.getTask(writer.taskId.taskUuid).task.status).toBe("STARTED");
+    expect((await rt.getTask(writer.taskId.taskUuid)).task.status).toBe("STARTED");
 
     expect(await rt.cancel(writer.taskId.taskUuid)).toBe(true);
     await expect(writer).rejects.toBeInstanceOf(Cancelled);
     expect(await rt.cancel(workflow.taskId.taskUuid)).toBe(true);
     await expect(workflow).rejects.toBeInstanceOf(Cancelled);
     for (const t of [writer, workflow])
-      expect(rt.getTask(t.taskId.taskUuid)).toMatchObject({ task: { status: "CANCELLED" }, attempts: [{ outcome: "CANCELLED" }] });
+      expect(await rt.getTask(t.taskId.taskUuid)).toMatchObject({ task: { status: "CANCELLED" }, attempts: [{ outcome: "CANCELLED" }] });
 
     // The stuck instance takes writers again; the cancelled writer's change was discarded.
     expect(await Hostile.ref("stuck").bump(ctx)).toEqual({ n: 1 });
@@ -117,7 +117,7 @@ describe("a task that never settles", () => {
     const { task: b } = await Hostile.ref("b").spawn().hangs(ctx);
     await both;
     const { task: waiting } = await Hostile.ref("c").spawn().bump(ctx);
-    expect(rt.getTask(waiting.taskId.taskUuid).task.status).toBe("SCHEDULED");
+    expect((await rt.getTask(waiting.taskId.taskUuid)).task.status).toBe("SCHEDULED");
     expect(await rt.cancel(a.taskId.taskUuid)).toBe(true);
     expect(await waiting).toEqual({ n: 1 });
     expect(await rt.cancel(b.taskId.taskUuid)).toBe(true);

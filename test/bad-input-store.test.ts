@@ -154,8 +154,8 @@ test("when the disk fills, writes fail with a clear error, what is stored stays,
   await expect(Account.ref("alice").spawn().welcomeEmail(c)).rejects.toThrow(full);
   // What was stored before is untouched and readable.
   expect(await Account.ref("alice").balance(c)).toEqual({ balance: 5 });
-  expect(rt.getTask(before.taskId.taskUuid).task.status).toBe("SCHEDULED");
-  expect(rt.listTasks({ limit: 10 })).toHaveLength(1);
+  expect((await rt.getTask(before.taskId.taskUuid)).task.status).toBe("SCHEDULED");
+  expect(await rt.listTasks({ limit: 10 })).toHaveLength(1);
 
   free();
   expect(await Account.ref("alice").deposit(c, { amount: 1 })).toEqual({ balance: 6 });
@@ -196,7 +196,7 @@ test("a writer task whose commit meets a full disk is retried, and applies its c
   expect(await task).toEqual({ runs: 1 });
   expect(await Job.ref("j").get(rt.context())).toEqual({ runs: 1, log: ["once"] });
   expect(storeErrors.length).toBeGreaterThan(0);
-  const { task: info, attempts } = rt.getTask(task.taskId.taskUuid);
+  const { task: info, attempts } = await rt.getTask(task.taskId.taskUuid);
   expect(info.status).toBe("COMPLETED");
   expect(attempts.filter((a) => a.outcome === "COMPLETED")).toHaveLength(1);
 });

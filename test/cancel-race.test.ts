@@ -30,7 +30,7 @@ async function race(order: "end-then-cancel" | "cancel-then-end") {
     () => "COMPLETED",
     (e: unknown) => (e as Error).name,
   );
-  const { task: info, attempts } = rt.getTask(task.taskId.taskUuid);
+  const { task: info, attempts } = await rt.getTask(task.taskId.taskUuid);
   const { runs } = await Job.ref("j").get(rt.context());
   return { cancelled, outcome, status: info.status, attempts: attempts.map((a) => a.outcome), runs };
 }

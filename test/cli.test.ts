@@ -208,7 +208,7 @@ describe("mend task", () => {
     const rt = await start(bank);
     const { task } = await Account.ref("zoe").spawn({ when: { ms: 100 } }).welcomeEmail(rt.context());
     const waiting = next(rt, "task:waiting");
-    rt.load(new Application({ servicers: [BankServicer] }));
+    await rt.load(new Application({ servicers: [BankServicer] }));
     await waiting;
     const server = await startServer(rt, { port: 0 });
     servers.push(server);
@@ -219,7 +219,7 @@ describe("mend task", () => {
     ]);
     const answer = await fetch(`${server.url}/v1/tasks/${task.taskId.taskUuid}/retry`, { method: "POST" });
     expect([answer.status, (await answer.json()).error.code]).toEqual([409, "WAITING_FOR_CODE"]);
-    expect(rt.getTask(task.taskId.taskUuid).task).toMatchObject({ status: "SCHEDULED_RETRY", dueAt: null });
+    expect((await rt.getTask(task.taskId.taskUuid)).task).toMatchObject({ status: "SCHEDULED_RETRY", dueAt: null });
   });
 
   test("--help describes every command", async () => {

@@ -30,7 +30,7 @@ test("a runtime killed with SIGKILL during a writer task completes it on reopen,
   const rt = await start(app(), { directory: join(dir, "store") });
   expect(await Counter.IncrementTask.retrieve(rt.context(), { taskId })).toEqual({ count: 1 });
   expect(await Counter.ref("c").get(rt.context())).toEqual({ count: 1 });
-  expect(rt.getTask(taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["INTERRUPTED", "COMPLETED"]);
+  expect((await rt.getTask(taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["INTERRUPTED", "COMPLETED"]);
 });
 
 test("a writer task that completed before SIGKILL does not run again on reopen", async () => {
@@ -45,7 +45,7 @@ test("a writer task that completed before SIGKILL does not run again on reopen",
 
   const rt = await start(app(), { directory: join(dir, "store") });
   expect(await Counter.ref("c").get(rt.context())).toEqual({ count: 1 });
-  expect(rt.getTask(taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["COMPLETED"]);
+  expect((await rt.getTask(taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["COMPLETED"]);
 });
 
 test("a spawn that committed but whose process died before answering is in the store and runs once", async () => {
@@ -58,7 +58,7 @@ test("a spawn that committed but whose process died before answering is in the s
   const { signal } = await child;
   expect(signal).toBe("SIGKILL");
   const rt = await start(app(), { directory: join(dir, "store") });
-  const [task] = rt.listTasks({ limit: 10 });
+  const [task] = await rt.listTasks({ limit: 10 });
   expect(task).toMatchObject({ method: "increment" });
   expect(await Counter.IncrementTask.retrieve(rt.context(), { taskId: task!.taskId })).toEqual({ count: 1 });
   expect(await Counter.ref("c").get(rt.context())).toEqual({ count: 1 });

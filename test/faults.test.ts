@@ -27,11 +27,11 @@ describe("a writer's change, its scheduled tasks and its task's end are one tran
     armFault("store.insertTask", "throw", 1, Infinity);
     await expect(Shop.ref("s").order(ctx, { amount: 3 })).rejects.toThrow(/fault injected at store.insertTask/);
     disarmFaults();
-    expect(rt.listTasks({ limit: 10 })).toEqual([]);
+    expect(await rt.listTasks({ limit: 10 })).toEqual([]);
     expect(await Shop.ref("s").get(ctx)).toEqual({ charges: [], log: [] });
     // The same call succeeds once the store works again: both parts are there.
     await Shop.ref("s").order(ctx, { amount: 3 });
-    expect(rt.listTasks({ limit: 10 }).map((t) => t.method)).toEqual(["note"]);
+    expect((await rt.listTasks({ limit: 10 })).map((t) => t.method)).toEqual(["note"]);
     expect((await Shop.ref("s").get(ctx)).charges).toEqual([3]);
   });
 
@@ -39,7 +39,7 @@ describe("a writer's change, its scheduled tasks and its task's end are one tran
     const rt = await start(workflows(() => {}));
     armFault("store.writeState", "throw", 1, Infinity);
     await expect(Shop.ref("s").order(rt.context(), { amount: 3 })).rejects.toThrow(/fault injected at store.writeState/);
-    expect(rt.listTasks({ limit: 10 })).toEqual([]);
+    expect(await rt.listTasks({ limit: 10 })).toEqual([]);
   });
 
   test("a writer task whose completion fails to commit applies its change once, on the retry", async () => {
@@ -52,7 +52,7 @@ describe("a writer's change, its scheduled tasks and its task's end are one tran
     expect(await Counter.ref("c").get(rt.context())).toEqual({ count: 0 });
     expect(await task).toEqual({ count: 1 });
     expect(await Counter.ref("c").get(rt.context())).toEqual({ count: 1 });
-    expect(rt.getTask(task.taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
+    expect((await rt.getTask(task.taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
   });
 });
 
@@ -64,12 +64,12 @@ describe("a workflow's memo commits with what it records", () => {
     const { task } = await Flow.ref("p").spawn().parent(rt.context(), {});
     await failed;
     disarmFaults();
-    expect(rt.listTasks({ limit: 100 }).filter((t) => t.method === "child")).toEqual([]);
+    expect((await rt.listTasks({ limit: 100 })).filter((t) => t.method === "child")).toEqual([]);
     await rt.retry(task.taskId.taskUuid);
     expect(await task).toEqual({ child: "from child" });
-    const children = rt.listTasks({ limit: 100 }).filter((t) => t.method === "child");
+    const children = (await rt.listTasks({ limit: 100 })).filter((t) => t.method === "child");
     expect(children).toHaveLength(1);
-    expect(rt.getTask(task.taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
+    expect((await rt.getTask(task.taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
   });
 
   test("a memoised writer call whose memo fails to commit leaves no change: the retry charges once", async () => {
@@ -83,7 +83,7 @@ describe("a workflow's memo commits with what it records", () => {
     await rt.retry(task.taskId.taskUuid);
     expect(await task).toEqual({ receipt: "receipt for 5" });
     expect((await Shop.ref("s").get(rt.context())).charges).toEqual([5]);
-    expect(rt.getTask(task.taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
+    expect((await rt.getTask(task.taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
   });
 });
 
@@ -160,7 +160,7 @@ describe("one caller's write never fails another's", () => {
     const spawned = await Promise.all(Array.from({ length: 40 }, (_, i) => Box.ref(`b${i}`).spawn().put(ctx, { twist: i === 7 })));
     const results = await Promise.all(spawned.map(({ task }) => task));
     expect(results).toEqual(Array.from({ length: 40 }, () => ({ data: { n: 1 } })));
-    expect(rt.getTask(spawned[7]!.task.taskId.taskUuid).task.response).toEqual({ data: { n: 1 } });
+    expect((await rt.getTask(spawned[7]!.task.taskId.taskUuid)).task.response).toEqual({ data: { n: 1 } });
   });
 
   test("a write that fails in a group commit fails alone, with the writes computed from it; the rest commit", async () => {

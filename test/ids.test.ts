@@ -42,7 +42,7 @@ describe("in-process", () => {
       await expect(rt.call(target, { amount: 1 })).rejects.toBeInstanceOf(InvalidArgument);
       await expect(rt.spawn(target, { amount: 1 })).rejects.toBeInstanceOf(InvalidArgument);
     }
-    expect(rt.listTasks({ limit: 10 })).toEqual([]);
+    expect(await rt.listTasks({ limit: 10 })).toEqual([]);
     expect(await Account.ref("k").balance(ctx)).toEqual({ balance: 0 });
     // The same id, well-formed, works.
     expect(await Account.ref("k\ud83d\ude42").deposit(ctx, { amount: 1 })).toEqual({ balance: 1 });

@@ -21,7 +21,7 @@ describe("the per-value limit", () => {
     expect((big as Error).message).toBe("The response of Blob.make is 2.0 kB as JSON, over the limit of 1.0 kB (maxValueBytes).");
 
     await expect(Blob.ref("a").spawn().echo(ctx, { value: "z".repeat(2000) })).rejects.toThrow(/^The request of Blob\.echo is 2\.0 kB as JSON, over the limit/);
-    expect(rt.listTasks({ limit: 10 })).toEqual([]);
+    expect(await rt.listTasks({ limit: 10 })).toEqual([]);
 
     await expect(Blob.ref("a").grow(ctx, { bytes: 2000 })).rejects.toThrow(/^The state of Blob\('a'\) is 2\.0 kB as JSON, over the limit/);
     expect(await Blob.ref("a").get(ctx)).toEqual({ bytes: 0 });
@@ -40,7 +40,7 @@ describe("the per-value limit", () => {
     await expect(Blob.ref("c").echo(ctx, { value: { n: Number.NaN } })).rejects.toThrow("The response of Blob.echo cannot be stored: the value.value.n is NaN, which JSON cannot hold.");
     await expect(Blob.ref("c").spawn().echo(ctx, { value: [1, Infinity] })).rejects.toThrow("the value.value[1] is Infinity, which JSON cannot hold.");
     await expect(Blob.ref("c").echo(ctx, { value: new Date(Number.NaN) })).rejects.toThrow("is an invalid Date");
-    expect(rt.listTasks({ limit: 10 })).toEqual([]);
+    expect(await rt.listTasks({ limit: 10 })).toEqual([]);
   });
 
   test("maxValueBytes must be a whole number of bytes", async () => {
@@ -56,13 +56,13 @@ describe("lists and show", () => {
     await task;
     const { task: small } = await Blob.ref("d").spawn().make(ctx, { bytes: 100 });
     await small;
-    const [smallListed, listed] = rt.listTasks({ limit: 10 });
+    const [smallListed, listed] = await rt.listTasks({ limit: 10 });
     expect(smallListed).toMatchObject({ request: { bytes: 13, preview: '{"bytes":100}' }, response: { bytes: 111, preview: `{"data":"${"x".repeat(71)}` } });
     // A value over 64 KiB is measured without being read, and has no preview (taking its start would read it all).
     expect(listed).toMatchObject({ request: { bytes: 17, preview: '{"bytes":2000000}' }, response: { bytes: 2 * MB + 11, preview: "" } });
     expect(JSON.stringify(listed).length).toBeLessThan(1000);
     // getTask has the values themselves.
-    expect(rt.getTask(task.taskId.taskUuid).task.response).toEqual({ data: "x".repeat(2 * MB) });
+    expect((await rt.getTask(task.taskId.taskUuid)).task.response).toEqual({ data: "x".repeat(2 * MB) });
   });
 
   test("over HTTP and in the CLI: the list stays small, show cuts with the size, --full gives it whole", async () => {

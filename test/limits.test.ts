@@ -110,7 +110,7 @@ describe("time limits", () => {
     const ended = await failed;
     expect(ended.outcome).toBe("FAILED");
     expect(ended.error).toBeInstanceOf(DeadlineExceeded);
-    expect(rt.getTask(task.taskId.taskUuid).task.status).toBe("SCHEDULED_RETRY");
+    expect((await rt.getTask(task.taskId.taskUuid)).task.status).toBe("SCHEDULED_RETRY");
     expect(await Slot.ref("a").get(rt.context())).toEqual({ n: 0 });
   });
 

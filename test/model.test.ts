@@ -81,19 +81,19 @@ function runDue(m: World): void {
 async function settle(r: Real): Promise<void> {
   for (let turn = 0; turn < 2000; turn++) {
     await new Promise((resolve) => setImmediate(resolve));
-    const tasks = r.rt.listTasks({ limit: 1000 });
+    const tasks = await r.rt.listTasks({ limit: 1000 });
     const unfinished = tasks.filter((t) => !["COMPLETED", "ABORTED", "CANCELLED"].includes(t.status));
     const busy = unfinished.some((t) => t.status === "STARTED" || (t.dueAt !== null && t.dueAt <= Date.now()));
     if (!busy) return;
   }
-  throw new Error(`the engine did not settle: ${JSON.stringify(r.rt.listTasks({ limit: 1000 }).map((t) => [t.status, t.dueAt]))}`);
+  throw new Error(`the engine did not settle: ${JSON.stringify((await r.rt.listTasks({ limit: 1000 })).map((t) => [t.status, t.dueAt]))}`);
 }
 
 async function check(m: World, r: Real): Promise<void> {
   await settle(r);
   runDue(m);
   for (const [i, t] of m.tasks.entries()) {
-    const { task, attempts } = r.rt.getTask(r.uuids[i]!);
+    const { task, attempts } = await r.rt.getTask(r.uuids[i]!);
     const shown = ["COMPLETED", "ABORTED", "CANCELLED"].includes(task.status) ? task.status : "waiting";
     expect(shown, `task #${i} (${t.kind})`).toBe(t.status);
     for (const a of attempts) expect(a.startedAt, `an attempt of task #${i} started before its due time`).toBeGreaterThanOrEqual(t.firstDue);
@@ -147,7 +147,7 @@ const retry = (pick: number): Command => ({
 const load = (fixed: boolean): Command => ({
   check: () => true,
   async run(m, r) {
-    r.rt.load(version(fixed));
+    await r.rt.load(version(fixed));
     m.fixed = fixed;
     for (const t of m.tasks) if (t.status === "waiting" && t.due === Infinity) t.due = m.now;
     await check(m, r);

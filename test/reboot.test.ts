@@ -89,8 +89,8 @@ describe("1. constructors", () => {
     const first = await Runtime.start(app(), { directory });
     const { task } = await Ledger.ref("ghost").spawn().add(first.context(), { n: 1 });
     await expect(task).rejects.toBeInstanceOf(StateNotConstructed);
-    expect(first.getTask(task.taskId.taskUuid).task.status).toBe("ABORTED");
-    expect(first.getTask(task.taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["ABORTED"]);
+    expect((await first.getTask(task.taskId.taskUuid)).task.status).toBe("ABORTED");
+    expect((await first.getTask(task.taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["ABORTED"]);
     await first.stop();
     const second = await start(app(), { directory });
     await expect(Ledger.AddTask.retrieve(second.context(), { taskId: task.taskId })).rejects.toBeInstanceOf(StateNotConstructed);
@@ -165,7 +165,7 @@ describe("2. a transaction may call another transaction", () => {
     const ctx = rt.context();
     await expect(Tx.ref("outer").fanout(ctx, { cells: ["a", "b", "c"], fail: true })).rejects.toThrow("the outer transaction fails after its nested one");
     for (const id of ["a", "b", "c"]) expect(await Cell.ref(id).get(ctx)).toEqual({ n: 0 });
-    expect(rt.listTasks({ limit: 10 })).toEqual([]);
+    expect(await rt.listTasks({ limit: 10 })).toEqual([]);
   });
 
   test("a nested transaction that ends with a declared error its caller catches leaves none of its writes", async () => {
@@ -211,13 +211,13 @@ describe("3. declared errors pass through a caller that declares them", () => {
     const ctx = first.context();
     const { task: passing } = await Tx.ref("t").spawn().pass(ctx, { cells: ["a"] });
     await expect(passing).rejects.toBeInstanceOf(Tx.PassAborted);
-    expect(first.getTask(passing.taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["ABORTED"]);
+    expect((await first.getTask(passing.taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["ABORTED"]);
 
     const failed = next<{ taskId: TaskId; outcome: string; error?: Error }>(first, "attempt:end");
     const { task: failing } = await Tx.ref("t").spawn().nopass(ctx, { cells: ["a"] });
     const end = await failed;
     expect([end.taskId.taskUuid, end.outcome, end.error?.name]).toEqual([failing.taskId.taskUuid, "FAILED", "MethodFailed"]);
-    expect(first.getTask(failing.taskId.taskUuid).task.status).toBe("SCHEDULED_RETRY");
+    expect((await first.getTask(failing.taskId.taskUuid)).task.status).toBe("SCHEDULED_RETRY");
     await first.stop();
 
     const second = await start(app(), { directory });
@@ -290,7 +290,7 @@ describe("4. .idempotently() from a runtime context", () => {
     const { task: b } = await Cell.ref("a").idempotently("sp").spawn().add(rt.context({ idempotencySeed: "s" }));
     expect(b.taskId).toEqual(a.taskId);
     expect(await b).toEqual({ n: 1 });
-    expect(rt.listTasks({ limit: 10 })).toHaveLength(1);
+    expect(await rt.listTasks({ limit: 10 })).toHaveLength(1);
   });
 });
 
@@ -299,7 +299,7 @@ describe("5. smaller API gaps", () => {
     // Account.open schedules its interest with Account.ref(): the task is on the account itself.
     const rt = await start(bank);
     await Account.open(rt.context(), "acc-1");
-    expect(rt.listTasks({ limit: 10 }).map((t) => [t.taskId.stateId, t.method])).toEqual([["acc-1", "interest"]]);
+    expect((await rt.listTasks({ limit: 10 })).map((t) => [t.taskId.stateId, t.method])).toEqual([["acc-1", "interest"]]);
     await expect(Cell.ref().add(rt.context())).rejects.toBeInstanceOf(NotAllowed);
     await expect(Cell.ref().add(rt.context())).rejects.toThrow("Cell.ref() with no id names the instance of the Cell method that calls it; this context is from outside the application: give an id, Cell.ref(id).");
   });
@@ -319,7 +319,7 @@ describe("5. smaller API gaps", () => {
     expect(await task).toEqual({ before: 2, after: 12 });
     expect(p.count("write")).toBe(1);
     expect(await Cell.ref("c").get(ctx)).toEqual({ n: 12 });
-    expect(rt.getTask(task.taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
+    expect((await rt.getTask(task.taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
   });
 
   test(".perWorkflow() runs once per workflow, .idempotently() once per iteration, .always() every time", async () => {
@@ -383,7 +383,7 @@ describe("5. smaller API gaps", () => {
     expect((denied as Error).message).toBe("only admin-user may call Guarded.set");
     await expect(Guarded.ref("g").set(rt.context({ bearerToken: "t-bob" }), { n: 1 })).rejects.toThrow("bob may only read");
     await expect(Guarded.ref("g").spawn().later(anonymous)).rejects.toBeInstanceOf(PermissionDenied);
-    expect(rt.listTasks({ limit: 10 })).toEqual([]);
+    expect(await rt.listTasks({ limit: 10 })).toEqual([]);
 
     await Guarded.ref("g").set(admin, { n: 2 });
     expect(await Guarded.ref("g").get(admin)).toEqual({ n: 2, userId: "admin-user" });

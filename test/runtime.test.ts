@@ -40,7 +40,7 @@ describe("writers and readers", () => {
     const ctx = rt.context();
     await expect(Account.ref("alice").open(ctx, { email: "a@example.com" })).rejects.toThrow("boom after scheduling");
     expect(await Account.ref("alice").balance(ctx)).toEqual({ balance: 0 });
-    expect(rt.listTasks({ limit: 10 })).toEqual([]);
+    expect(await rt.listTasks({ limit: 10 })).toEqual([]);
   });
 
   test("writers of one instance run one at a time", async () => {
@@ -97,7 +97,7 @@ describe("transactions", () => {
         }),
       ],
     });
-    rt.load(failing);
+    await rt.load(failing);
     await expect(Bank.ref("b").transfer(ctx, { from: "carol", to: "bob", amount: 4 })).rejects.toThrow();
     expect(await Account.ref("bob").balance(ctx)).toEqual({ balance: 0 });
     expect(await Account.ref("alice").balance(ctx)).toEqual({ balance: 10 });
@@ -141,11 +141,11 @@ describe("method kinds", () => {
     const ctx = rt.context();
     const finished = next<{ taskId: TaskId }>(rt, "task:finished");
     await Account.ref("alice").open(ctx, { email: "a@example.com" });
-    const [task] = rt.listTasks({ limit: 10 });
+    const [task] = await rt.listTasks({ limit: 10 });
     expect(task).toMatchObject({ method: "welcomeEmail", status: "SCHEDULED" });
     // `when` counts from the moment the writer asked for the task.
     expect(task!.dueAt! - task!.createdAt).toBe(5000);
-    expect(rt.getTask(task!.taskId.taskUuid).attempts).toEqual([]);
+    expect((await rt.getTask(task!.taskId.taskUuid)).attempts).toEqual([]);
     await rt.retry(task!.taskId.taskUuid);
     expect((await finished).taskId).toEqual(task!.taskId);
   });
@@ -160,7 +160,7 @@ describe("the store", () => {
     await first.stop();
     const second = await start(bank, { directory });
     expect(await Account.ref("alice").balance(second.context())).toEqual({ balance: 7 });
-    expect(second.getTask(task.taskId.taskUuid).task.status).toBe("SCHEDULED");
+    expect((await second.getTask(task.taskId.taskUuid)).task.status).toBe("SCHEDULED");
   });
 
   test("a second runtime on the same store refuses", async () => {
@@ -181,7 +181,7 @@ describe("the store", () => {
         CounterServicer,
       ],
     });
-    rt.load(bad);
+    await rt.load(bad);
     const error = await Job.ref("j").get(ctx).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(MendError);
     expect((error as MendError).message).toMatch(/Job.get returned a response that does not match its schema/);

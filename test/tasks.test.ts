@@ -31,7 +31,7 @@ describe("due times", () => {
     await vi.advanceTimersByTimeAsync(4999);
     await ioTurn();
     expect(started).toEqual([]);
-    expect(rt.getTask(task.taskId.taskUuid).task.status).toBe("SCHEDULED");
+    expect((await rt.getTask(task.taskId.taskUuid)).task.status).toBe("SCHEDULED");
     await vi.advanceTimersByTimeAsync(1);
     expect(await task).toEqual({ sent: true });
     expect(started).toEqual([spawnedAt + 5000]);
@@ -65,7 +65,7 @@ describe("retries", () => {
     // Full jitter under a cap of 1 s, 2 s, 4 s.
     expect(retries).toHaveLength(3);
     retries.forEach((ms, i) => expect(ms).toBeLessThanOrEqual(1000 * 2 ** i));
-    const { task: info, attempts } = rt.getTask(task.taskId.taskUuid);
+    const { task: info, attempts } = await rt.getTask(task.taskId.taskUuid);
     expect(info).toMatchObject({ status: "COMPLETED", attempts: 4 });
     expect(attempts.map((a) => a.outcome)).toEqual(["FAILED", "FAILED", "FAILED", "COMPLETED"]);
     expect(attempts[0]).toMatchObject({ number: 1, version: "v1", error: { name: "TypeError", message: "not yet (1)" } });
@@ -88,7 +88,7 @@ describe("retries", () => {
     const failed = next<{ error: Error }>(rt, "attempt:end");
     const { task } = await Job.ref("j").spawn().work(rt.context(), {});
     expect((await failed).error.message).toBe('A non-Error value was thrown: "a string"');
-    expect(rt.getTask(task.taskId.taskUuid).task).toMatchObject({ status: "SCHEDULED_RETRY", lastError: 'NonErrorThrown: A non-Error value was thrown: "a string"' });
+    expect((await rt.getTask(task.taskId.taskUuid)).task).toMatchObject({ status: "SCHEDULED_RETRY", lastError: 'NonErrorThrown: A non-Error value was thrown: "a string"' });
   });
 });
 
@@ -101,7 +101,7 @@ describe("declared errors", () => {
     await first.stop();
 
     const second = await start(app(), { directory });
-    expect(second.getTask(task.taskId.taskUuid).task).toMatchObject({ status: "ABORTED", attempts: 1 });
+    expect((await second.getTask(task.taskId.taskUuid)).task).toMatchObject({ status: "ABORTED", attempts: 1 });
     const error = await Job.FailsTask.retrieve(second.context(), { taskId: task.taskId }).then(
       () => undefined,
       (e: unknown) => e,
@@ -121,7 +121,7 @@ describe("cancel", () => {
     const { task } = await Account.ref("alice").spawn({ when: { hours: 1 } }).welcomeEmail(rt.context());
     expect(await rt.cancel(task.taskId.taskUuid)).toBe(true);
     await expect(task).rejects.toBeInstanceOf(Cancelled);
-    expect(rt.getTask(task.taskId.taskUuid)).toMatchObject({ task: { status: "CANCELLED" }, attempts: [] });
+    expect(await rt.getTask(task.taskId.taskUuid)).toMatchObject({ task: { status: "CANCELLED" }, attempts: [] });
     expect(await rt.cancel(task.taskId.taskUuid)).toBe(false);
   });
 
@@ -148,7 +148,7 @@ describe("cancel", () => {
     expect(await rt.cancel(task.taskId.taskUuid)).toBe(true);
     await expect(task).rejects.toBeInstanceOf(Cancelled);
     expect(await within(aborted, "the attempt's ctx.signal to abort")).toBeInstanceOf(Cancelled);
-    const { task: info, attempts } = rt.getTask(task.taskId.taskUuid);
+    const { task: info, attempts } = await rt.getTask(task.taskId.taskUuid);
     expect(info.status).toBe("CANCELLED");
     expect(attempts.map((a) => a.outcome)).toEqual(["CANCELLED"]);
   });
@@ -175,7 +175,7 @@ describe("cancel", () => {
     // A writer after it queues behind anything the cancelled one could still commit.
     expect(await Job.ref("j").work(rt.context(), { label: "after" })).toEqual({ runs: 1 });
     expect(await Job.ref("j").get(rt.context())).toEqual({ runs: 1, log: ["after"] });
-    expect(rt.getTask(task.taskId.taskUuid).task.status).toBe("CANCELLED");
+    expect((await rt.getTask(task.taskId.taskUuid)).task.status).toBe("CANCELLED");
   });
 });
 
@@ -190,12 +190,12 @@ describe("loading code", () => {
     const failed = next<{ retryInMs: number }>(rt, "attempt:end");
     const { task } = await Job.ref("j").spawn().work(rt.context(), { label: "l" });
     await failed;
-    expect(rt.getTask(task.taskId.taskUuid).task.status).toBe("SCHEDULED_RETRY");
-    const { version, retrying } = rt.load(app(() => {}));
+    expect((await rt.getTask(task.taskId.taskUuid)).task.status).toBe("SCHEDULED_RETRY");
+    const { version, retrying } = await rt.load(app(() => {}));
     expect(version).toBe("v2");
     expect(retrying).toEqual([task.taskId]);
     expect(await task).toEqual({ runs: 1 });
-    expect(rt.getTask(task.taskId.taskUuid).attempts.map((a) => [a.version, a.outcome])).toEqual([
+    expect((await rt.getTask(task.taskId.taskUuid)).attempts.map((a) => [a.version, a.outcome])).toEqual([
       ["v1", "FAILED"],
       ["v2", "COMPLETED"],
     ]);
@@ -214,10 +214,10 @@ describe("loading code", () => {
     const started = next(rt, "attempt:start");
     const { task } = await Job.ref("j").spawn().work(rt.context(), {});
     await started;
-    rt.load(app(() => {}));
+    await rt.load(app(() => {}));
     release();
     expect(await task).toEqual({ runs: 1 });
-    expect(rt.getTask(task.taskId.taskUuid).attempts.map((a) => [a.version, a.outcome])).toEqual([
+    expect((await rt.getTask(task.taskId.taskUuid)).attempts.map((a) => [a.version, a.outcome])).toEqual([
       ["v1", "FAILED"],
       ["v2", "COMPLETED"],
     ]);
@@ -234,7 +234,7 @@ describe("loading code", () => {
     await Job.ref("j").spawn().work(rt.context(), {});
     expect((await within(second, "attempt 2 to fail")).retryInMs).toBe(1000);
     const third = next<{ attempt: number; version: string; retryInMs: number }>(rt, "attempt:end", (e) => e.attempt === 3);
-    rt.load(failing("v2 bug"));
+    await rt.load(failing("v2 bug"));
     const ended = await within(third, "attempt 3, retried at once by the load, to fail");
     expect(ended).toMatchObject({ version: "v2", retryInMs: 1 });
   });
@@ -251,8 +251,8 @@ describe("loading code", () => {
     // Versions are numbered per store: the reopened store's first version follows the first run's.
     expect(rt.version).toBe("v2");
     expect(waiting.reason).toBe("The state type Job does not exist in code version v2; the task waits for a version that has it.");
-    expect(rt.getTask(task.taskId.taskUuid).task).toMatchObject({ status: "SCHEDULED_RETRY", dueAt: null, lastError: waiting.reason });
-    const { retrying } = rt.load(app());
+    expect((await rt.getTask(task.taskId.taskUuid)).task).toMatchObject({ status: "SCHEDULED_RETRY", dueAt: null, lastError: waiting.reason });
+    const { retrying } = await rt.load(app());
     expect(retrying).toEqual([task.taskId]);
     expect(await Job.WorkTask.retrieve(rt.context(), { taskId: task.taskId })).toEqual({ runs: 1 });
   });

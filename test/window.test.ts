@@ -60,7 +60,7 @@ describe("a small window", () => {
     const { task: other } = await Counter.ref("other").spawn({ when: { days: 30 } }).increment(ctx);
     expect(rt.inMemory.waiting).toBe(0);
     expect(await rt.cancel(far.taskId.taskUuid)).toBe(true);
-    expect(rt.getTask(far.taskId.taskUuid).task.status).toBe("CANCELLED");
+    expect((await rt.getTask(far.taskId.taskUuid)).task.status).toBe("CANCELLED");
     expect(await rt.retry(other.taskId.taskUuid)).toBe(true);
     expect(await within(other, "the retried task to run")).toEqual({ count: 1 });
   });
@@ -92,7 +92,7 @@ describe("reopening a store with many waiting tasks", () => {
     // Only what is due within the window was read (it may have started by now).
     expect(rt.inMemory.waiting + rt.inMemory.running).toBeLessThanOrEqual(1);
     expect(await within(Counter.IncrementTask.retrieve(rt.context(), { taskId: soon.taskId }), "the task due soon")).toEqual({ count: 1 });
-    expect(rt.listTasks({ status: "SCHEDULED", limit: 100 })).toHaveLength(20);
+    expect(await rt.listTasks({ status: "SCHEDULED", limit: 100 })).toHaveLength(20);
   });
 });
 
@@ -111,7 +111,7 @@ describe("a hotfix", () => {
     await allFailed;
     // Their retries are an hour away: far past the window, so only the store has them.
     expect(rt.inMemory.waiting).toBe(0);
-    const { retrying } = rt.load(new Application({ servicers: [jobServicer(), CounterServicer] }));
+    const { retrying } = await rt.load(new Application({ servicers: [jobServicer(), CounterServicer] }));
     expect(retrying).toHaveLength(10);
     expect(await within(Promise.all(tasks), "the 10 retried tasks")).toEqual(Array(10).fill({ runs: 1 }));
   });

@@ -56,7 +56,7 @@ test("atMostOnce: after a crash in the middle of fn, every later attempt throws 
   expect(await rt.retry(taskId.taskUuid)).toBe(true);
   expect((await again).error).toBeInstanceOf(AtMostOnceFailedBeforeCompleting);
   expect(points.count("send")).toBe(0);
-  expect(rt.getTask(taskId.taskUuid).attempts.map((a) => [a.outcome, a.error?.name])).toEqual([
+  expect((await rt.getTask(taskId.taskUuid)).attempts.map((a) => [a.outcome, a.error?.name])).toEqual([
     ["INTERRUPTED", null],
     ["FAILED", "AtMostOnceFailedBeforeCompleting"],
     ["FAILED", "AtMostOnceFailedBeforeCompleting"],
@@ -71,7 +71,7 @@ test("atLeastOnce: after a crash in the middle of fn, fn runs again, and then ne
   const rt = await start(app(points.at, { retry: { initialMs: 0 } }), { directory });
   expect(await Flow.OnceTask.retrieve(rt.context(), { taskId })).toEqual({ value: "sent" });
   expect(points.count("send")).toBe(1);
-  expect(rt.getTask(taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["INTERRUPTED", "FAILED", "COMPLETED"]);
+  expect((await rt.getTask(taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["INTERRUPTED", "FAILED", "COMPLETED"]);
 });
 
 test("a loop of 5 iterations killed with SIGKILL in its third iteration resumes at the third", async () => {
@@ -82,7 +82,7 @@ test("a loop of 5 iterations killed with SIGKILL in its third iteration resumes 
   // Iterations 0 and 1 ran only in the killed process; 2 ran again, its memoised note not.
   expect(points.seen.filter((s) => s.point === "iteration").map((s) => s.i)).toEqual([2, 3, 4]);
   expect((await Shop.ref("s").get(rt.context())).log).toEqual(["iteration 0", "iteration 1", "iteration 2", "iteration 3", "iteration 4"]);
-  expect(rt.getTask(taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual([
+  expect((await rt.getTask(taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual([
     "ITERATED",
     "ITERATED",
     "INTERRUPTED",
@@ -98,7 +98,7 @@ test("a child task spawned by a workflow is spawned once across a crash, and the
   const points = recorder();
   const rt = await start(app(points.at), { directory });
   expect(await Flow.ParentTask.retrieve(rt.context(), { taskId })).toEqual({ child: "from child" });
-  const children = rt.listTasks({ method: "child", limit: 10 });
+  const children = await rt.listTasks({ method: "child", limit: 10 });
   expect(children).toHaveLength(1);
   expect(children[0]!.status).toBe("COMPLETED");
   // The parent's retry found the child it had spawned before the crash.

@@ -68,12 +68,12 @@ describe("memoised calls and hotfixes", () => {
       expect((await Shop.ref("s").get(rt.context())).charges).toEqual([5]);
 
       const v2 = recorder();
-      rt.load(app(v2.at, { retry: SLOW }));
+      await rt.load(app(v2.at, { retry: SLOW }));
       expect(await task).toEqual({ receipt: "receipt for 5" });
       expect((await Shop.ref("s").get(rt.context())).charges).toEqual([5]);
       expect(v1.count("charge") + v2.count("charge")).toBe(1);
       expect(v2.count("email")).toBe(1);
-      expect(rt.getTask(task.taskId.taskUuid).attempts.map((a) => [a.version, a.outcome])).toEqual([
+      expect((await rt.getTask(task.taskId.taskUuid)).attempts.map((a) => [a.version, a.outcome])).toEqual([
         ["v1", "FAILED"],
         ["v2", "COMPLETED"],
       ]);
@@ -97,7 +97,7 @@ describe("memoised calls and hotfixes", () => {
     expect((await first).error!.message).toBe("bug after paying");
 
     const second = next<End>(rt, "attempt:end", failed);
-    rt.load(
+    await rt.load(
       app(() => {}, {
         retry: SLOW,
         flow: {
@@ -112,7 +112,7 @@ describe("memoised calls and hotfixes", () => {
     expect(error!.name).toBe("StepMismatch");
     expect(error!.message).toContain(`holds Shop('s').charge() under the alias "pay"`);
     expect(error!.message).toContain("now asks for Shop('s').refund() there");
-    expect(rt.getTask(task.taskId.taskUuid).task.status).toBe("SCHEDULED_RETRY");
+    expect((await rt.getTask(task.taskId.taskUuid)).task.status).toBe("SCHEDULED_RETRY");
     expect((await Shop.ref("s").get(rt.context())).charges).toEqual([5]);
   });
 
@@ -135,7 +135,7 @@ describe("memoised calls and hotfixes", () => {
     const { task } = await Flow.ref("f").spawn().checkout(rt.context(), { amount: 5, helper: "atLeastOnce" });
     expect(await task).toEqual({ receipt: "NothingToRefund" });
     expect(points.count("refund")).toBe(1);
-    expect(rt.getTask(task.taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
+    expect((await rt.getTask(task.taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
   });
 
   test("atMostOnce runs fn again after a retryable error, and never after any other", async () => {
@@ -163,7 +163,7 @@ describe("memoised calls and hotfixes", () => {
     const { task } = await Flow.ref("f").spawn().once(rt.context(), { helper: "atMostOnce" });
     expect(await task).toEqual({ value: "given up" });
     expect(runs).toBe(2);
-    expect(rt.getTask(task.taskId.taskUuid).attempts.map((a) => [a.outcome, a.error?.name])).toEqual([
+    expect((await rt.getTask(task.taskId.taskUuid)).attempts.map((a) => [a.outcome, a.error?.name])).toEqual([
       ["FAILED", "TypeError"],
       ["FAILED", "RangeError"],
       ["COMPLETED", undefined],
@@ -199,9 +199,9 @@ describe("spawning from a workflow", () => {
     const rt = await start(app(points.at, { retry: FAST }));
     const { task } = await Flow.ref("p").spawn().parent(rt.context(), {});
     expect(await task).toEqual({ child: "from child" });
-    expect(rt.listTasks({ method: "child", limit: 10 })).toHaveLength(1);
+    expect(await rt.listTasks({ method: "child", limit: 10 })).toHaveLength(1);
     expect(points.count("child")).toBe(1);
-    expect(rt.getTask(task.taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
+    expect((await rt.getTask(task.taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
   });
 });
 
@@ -220,7 +220,7 @@ describe("until", () => {
     await Shop.ref("s").note(rt.context(), { line: "ready" });
     expect(await task).toEqual({ line: "ready" });
     // The retry after the bug did not evaluate again.
-    expect(rt.getTask(task.taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
+    expect((await rt.getTask(task.taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["FAILED", "COMPLETED"]);
     const checks = points.count("check");
     expect(checks).toBeGreaterThanOrEqual(3);
     expect(points.seen.lastIndexOf("check")).toBeLessThan(points.seen.indexOf("after-until"));
@@ -237,7 +237,7 @@ describe("loops", () => {
     const t0 = Date.now();
     const { task } = await Flow.ref("f").spawn().poll(rt.context(), { iterations: 3, intervalMs: 10_000 });
     await first;
-    expect(rt.getTask(task.taskId.taskUuid).task).toMatchObject({ status: "SCHEDULED_ITERATION", dueAt: t0 + 10_000, iteration: 1 });
+    expect((await rt.getTask(task.taskId.taskUuid)).task).toMatchObject({ status: "SCHEDULED_ITERATION", dueAt: t0 + 10_000, iteration: 1 });
 
     let started = 0;
     rt.on("attempt:start", () => started++);
@@ -247,13 +247,13 @@ describe("loops", () => {
     const second = iterated();
     await vi.advanceTimersByTimeAsync(1);
     await second;
-    expect(rt.getTask(task.taskId.taskUuid).task).toMatchObject({ status: "SCHEDULED_ITERATION", dueAt: t0 + 20_000, iteration: 2 });
+    expect((await rt.getTask(task.taskId.taskUuid)).task).toMatchObject({ status: "SCHEDULED_ITERATION", dueAt: t0 + 20_000, iteration: 2 });
 
     await vi.advanceTimersByTimeAsync(10_000);
     expect(await task).toEqual({ iterations: 3 });
     expect(points.count("iteration")).toBe(3);
     expect((await Shop.ref("s").get(rt.context())).log).toEqual(["iteration 0", "iteration 1", "iteration 2"]);
-    expect(rt.getTask(task.taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["ITERATED", "ITERATED", "COMPLETED"]);
+    expect((await rt.getTask(task.taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["ITERATED", "ITERATED", "COMPLETED"]);
   });
 
   test("a failed iteration is retried from that iteration, with its own memo", async () => {
@@ -271,7 +271,7 @@ describe("loops", () => {
     expect(await task).toEqual({ iterations: 4 });
     expect(points.seen.filter((p) => p === "iteration")).toHaveLength(4);
     expect((await Shop.ref("s").get(rt.context())).log).toEqual(["iteration 0", "iteration 1", "iteration 2", "iteration 3"]);
-    expect(rt.getTask(task.taskId.taskUuid).attempts.map((a) => a.outcome)).toEqual(["ITERATED", "ITERATED", "FAILED", "ITERATED", "COMPLETED"]);
+    expect((await rt.getTask(task.taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["ITERATED", "ITERATED", "FAILED", "ITERATED", "COMPLETED"]);
   });
 });
 
@@ -289,7 +289,7 @@ describe("effect validation", () => {
     expect(points.count("charge")).toBe(4);
     expect(events.filter((e) => e.method === "Shop.charge")).toHaveLength(2);
     expect((await Shop.ref("s").get(rt.context())).charges).toEqual([5, 7, 7]);
-    expect(rt.listTasks({ method: "note", limit: 10 })).toHaveLength(1);
+    expect(await rt.listTasks({ method: "note", limit: 10 })).toHaveLength(1);
   });
 
   test.each(["enabled", "quiet"] as const)("a transaction under '%s' applies its writes once, called directly and as a task", async (mode) => {

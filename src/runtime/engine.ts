@@ -2,8 +2,8 @@ import { EventEmitter } from "node:events";
 import type { CallTarget, Outcome } from "../api/context.js";
 import { Cancelled, coerceError, DeadlineExceeded, MendError, TaskNotFound } from "../api/errors.js";
 import { dueTime, TaskId, type When } from "../api/task-id.js";
-import type { CommitQueue } from "../store/commit-queue.js";
-import { FINISHED, type Statements, type TaskRow } from "../store/statements.js";
+import { FINISHED, type TaskRow } from "../store/statements.js";
+import type { Store, StoreWriter, TaskKey } from "../store/store.js";
 import { retryDelay, type RetryPolicy } from "./backoff.js";
 import { storedJsonOf, type EffectValidationEvent, type Executor, type NewTask, type TaskHost } from "./executor.js";
 import { toStoredJson } from "./json.js";
@@ -60,10 +60,6 @@ function idOf(t: { stateType: string; stateId: string; uuid: string }): TaskId {
   return { stateType: t.stateType, stateId: t.stateId, taskUuid: t.uuid };
 }
 
-function oneLine(error: Error): string {
-  return `${error.name}: ${error.message}`.split("\n")[0]!.slice(0, 500);
-}
-
 function fromRow(row: TaskRow, due: number): WindowTask {
   return {
     uuid: row.uuid, stateType: row.state_type, stateId: row.state_id, method: row.method, request: row.request,
@@ -97,14 +93,14 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   #onIdle: (() => void) | undefined;
 
   constructor(
-    private readonly sql: Statements,
-    private readonly commits: CommitQueue,
+    private readonly store: Store,
     private readonly options: EngineOptions,
   ) {
     super();
+    const local = store.local!;
     this.#window = new DueWindow(
       {
-        dueAfter: (after, until, limit) => this.sql.dueTasks(after, until, limit).map((row) => fromRow(row, row.due_at!)),
+        dueAfter: (after, until, limit) => local.dueTasks(after, until, limit).map((row) => fromRow(row, row.due_at!)),
         owned: (uuid) => this.#running.has(uuid),
       },
       options.window,
@@ -140,10 +136,9 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
    * interrupted (their tasks run again: they are due, unless `recovery` parks them), and the
    * first window of due tasks is read. Nothing else is read.
    */
-  recover(recovery: Recovery = {}): void {
+  async recover(recovery: Recovery = {}): Promise<void> {
     const now = Date.now();
-    this.sql.interruptAttempts(Math.min(recovery.stoppedAt ?? now, now));
-    for (const p of recovery.park ?? []) this.sql.parkTask(p.taskUuid, p.reason, now);
+    this.store.local!.recover(Math.min(recovery.stoppedAt ?? now, now), recovery.park ?? [], now);
     this.#window.refill();
   }
 
@@ -151,10 +146,11 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
    * Swaps in a new code version; every failing task is retried on it at once (one update of
    * the store, then the window reads what is due now).
    */
-  load(version: CodeVersion): TaskId[] {
+  async load(version: CodeVersion): Promise<TaskId[]> {
     this.#version = version;
     const now = Date.now();
-    const retried = this.commits.commitNow(() => this.sql.retryFailing(now));
+    let retried: TaskKey[] = [];
+    await this.store.commit((w) => w.retryFailing(now, (rows) => (retried = rows)));
     for (const row of retried) {
       const task = this.#window.get(row.uuid);
       if (task) this.#window.offer({ ...task, due: now, backoffStep: 0 });
@@ -173,7 +169,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       });
   }
 
-  async spawn(target: CallTarget, request: unknown, when: When | undefined, parentUuid: string | null, also?: (taskId: TaskId) => void): Promise<TaskId> {
+  async spawn(target: CallTarget, request: unknown, when: When | undefined, parentUuid: string | null, also?: (taskId: TaskId, w: StoreWriter) => void): Promise<TaskId> {
     const r = this.#executor.resolve(this.#version, target);
     const req = this.#executor.validateRequest(r, request);
     const now = Date.now();
@@ -182,9 +178,9 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       request: toStoredJson(req, `The request of ${target.stateType}.${target.method}`, this.options.maxValueBytes) ?? "{}",
       dueAt: dueTime(when, now), createdAt: now, parentUuid,
     };
-    await this.commits.commit(() => {
-      this.sql.insertTask({ uuid: task.uuid, state_type: task.stateType, state_id: task.stateId, method: task.method, request: task.request, due_at: task.dueAt, created_at: now, now: Date.now(), parent_uuid: parentUuid });
-      also?.(idOf(task));
+    await this.store.commit((w) => {
+      w.insertTask({ uuid: task.uuid, state_type: task.stateType, state_id: task.stateId, method: task.method, request: task.request, due_at: task.dueAt, created_at: now, now: Date.now(), parent_uuid: parentUuid });
+      also?.(idOf(task), w);
     });
     this.created([task]);
     return idOf(task);
@@ -192,21 +188,35 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
   /** Waits for a task to end; `signal` gives up waiting (the task goes on). The task need not be in memory. */
   wait(taskId: TaskId, signal?: AbortSignal): Promise<Outcome> {
-    const row = this.sql.getTask(taskId.taskUuid);
-    if (!row || row.state_type !== taskId.stateType || row.state_id !== taskId.stateId)
-      return Promise.reject(new TaskNotFound(TaskId.format(taskId)));
-    if (FINISHED.has(row.status)) return Promise.resolve(outcomeOf(row));
+    if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
+      // Listening before reading: a task that ends while the store is read is not missed.
       const list = this.#waiters.get(taskId.taskUuid) ?? [];
-      const waiter = { resolve, reject };
-      list.push(waiter);
-      this.#waiters.set(taskId.taskUuid, list);
-      signal?.addEventListener("abort", () => {
+      const forget = () => {
         const i = list.indexOf(waiter);
         if (i >= 0) list.splice(i, 1);
         if (list.length === 0 && this.#waiters.get(taskId.taskUuid) === list) this.#waiters.delete(taskId.taskUuid);
-        reject(signal.reason);
-      }, { once: true });
+      };
+      const onAbort = () => (forget(), reject(signal!.reason));
+      const waiter = {
+        resolve: (outcome: Outcome) => (signal?.removeEventListener("abort", onAbort), resolve(outcome)),
+        reject: (e: Error) => (signal?.removeEventListener("abort", onAbort), reject(e)),
+      };
+      list.push(waiter);
+      this.#waiters.set(taskId.taskUuid, list);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.store.getTask(taskId.taskUuid).then(
+        (row) => {
+          if (!row || row.state_type !== taskId.stateType || row.state_id !== taskId.stateId) {
+            forget();
+            waiter.reject(new TaskNotFound(TaskId.format(taskId)));
+          } else if (FINISHED.has(row.status)) {
+            forget();
+            waiter.resolve(outcomeOf(row));
+          }
+        },
+        (e: unknown) => (forget(), waiter.reject(e as Error)),
+      );
     });
   }
 
@@ -217,17 +227,14 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     // An attempt whose end is already on its way to the store wins if that commits.
     const ending = this.#running.get(uuid)?.ending;
     if (ending) await ending.catch(() => {});
-    const row = this.sql.getTask(uuid);
+    const row = await this.store.getTask(uuid);
     if (!row) throw new TaskNotFound(uuid);
     if (FINISHED.has(row.status)) return false;
     const running = this.#running.get(uuid);
     this.#window.remove(uuid);
     const now = Date.now();
     let changed = false;
-    const committed = this.commits.commit(() => {
-      changed = this.sql.cancelTask(uuid, now).changes > 0;
-      if (changed && running) this.sql.endAttempt(uuid, running.attempt, now, "CANCELLED");
-    });
+    const committed = this.store.commit((w) => w.cancelTask(uuid, now, (c) => (changed = c)));
     this.#cancelling.set(uuid, committed);
     try {
       await committed;
@@ -249,12 +256,10 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     if (this.#running.has(uuid) || this.#backlogged.has(uuid)) return false;
     const now = Date.now();
     let changed = false;
-    await this.commits.commit(() => (changed = this.sql.retryTask(uuid, now)));
-    if (!changed) {
-      if (!this.sql.getTask(uuid)) throw new TaskNotFound(uuid);
-      return false;
-    }
-    const row = this.sql.getTask(uuid)!;
+    await this.store.commit((w) => w.retryTask(uuid, now, (c) => (changed = c)));
+    const row = await this.store.getTask(uuid);
+    if (!row) throw new TaskNotFound(uuid);
+    if (!changed) return false;
     if (!this.#running.has(uuid)) this.#window.offer(fromRow(row, now));
     return true;
   }
@@ -341,22 +346,17 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     let startedAt = Date.now();
     // The task's writes carry its key into the group commit: one that fails takes the later ones with it.
     const keys = [`task\u0000${task.uuid}`];
-    const started = this.commits.commit(() => this.sql.startTask(task.uuid, attempt, version.id, (startedAt = Date.now())), keys);
+    const started = this.store.commit((w) => w.startTask(task.uuid, attempt, version.id, (startedAt = Date.now())), keys);
     let limit: NodeJS.Timeout | undefined;
 
     const end = (outcome: Outcome) => {
       // A cancel being committed wins: this end, and a writer's change with it, is not committed.
       if (this.#cancelling.has(task.uuid)) throw new Cancelled();
       const json = storedJsonOf(outcome);
-      return () => {
+      return (w: StoreWriter) => {
         const now = Date.now();
-        if (outcome.status === "COMPLETED") {
-          this.sql.completeTask(task.uuid, json, now);
-          this.sql.endAttempt(task.uuid, attempt, now, "COMPLETED");
-        } else if (outcome.status === "ABORTED") {
-          this.sql.abortTask(task.uuid, json ?? "null", outcome.message, now);
-          this.sql.endAttempt(task.uuid, attempt, now, "ABORTED", { name: "Aborted", message: outcome.message });
-        }
+        if (outcome.status === "COMPLETED") w.completeTask(task.uuid, attempt, json, now);
+        else if (outcome.status === "ABORTED") w.abortTask(task.uuid, attempt, json ?? "null", outcome.message, now);
       };
     };
     try {
@@ -382,7 +382,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       );
       clearTimeout(limit);
       if (run.cancelled) return;
-      run.ending = outcome.status === "ABORTED" ? this.commits.commit(end(outcome), keys) : committed;
+      run.ending = outcome.status === "ABORTED" ? this.store.commit(end(outcome), keys) : committed;
       await run.ending;
       this.#release(task.uuid);
       if (this.listenerCount("attempt:end") > 0)
@@ -401,10 +401,9 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   async #iterate(task: WindowTask, attempt: number, version: CodeVersion, next: NextIteration, retry: RetryPolicy): Promise<void> {
     const now = Date.now();
     try {
-      await this.commits.commit(() => {
-        next.record();
-        this.sql.iterateTask(task.uuid, next.dueAt, next.iteration, now);
-        this.sql.endAttempt(task.uuid, attempt, now, "ITERATED");
+      await this.store.commit((w) => {
+        next.record(w);
+        w.iterateTask(task.uuid, attempt, next.dueAt, next.iteration, now);
       });
     } catch (storeError) {
       this.#emit("store:error", { error: storeError });
@@ -422,14 +421,11 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     // A new version may have been loaded while this attempt ran: retry on it at once.
     let due = version === this.#version ? now + delay : now;
     try {
-      await this.commits.commit(() => {
-        this.sql.failTask(task.uuid, due, step, oneLine(error), now);
-        this.sql.endAttempt(task.uuid, attempt, now, "FAILED", { name: error.name, message: error.message, stack: error.stack });
-      });
+      await this.store.commit((w) => w.failTask(task.uuid, attempt, due, step, { name: error.name, message: error.message, stack: error.stack }, now));
       // Loaded while the failure was being committed: the load did not see this task failing.
       if (version !== this.#version && due > now) {
         due = Date.now();
-        await this.commits.commit(() => this.sql.retryTask(task.uuid, due));
+        await this.store.commit((w) => w.retryTask(task.uuid, due));
       }
     } catch (storeError) {
       // The store has the task as it was before this attempt: try again later.
@@ -442,7 +438,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
   #waitForCode(task: WindowTask, reason: string): void {
     const now = Date.now();
-    this.commits.commit(() => this.sql.failTask(task.uuid, null, task.backoffStep, reason, now)).then(
+    this.store.commit((w) => w.waitForCode(task.uuid, reason, now)).then(
       () => this.#emit("task:waiting", { taskId: idOf(task), method: task.method, reason }),
       (error: unknown) => this.#emit("store:error", { error }),
     );

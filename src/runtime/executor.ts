@@ -30,8 +30,7 @@ import {
 } from "../api/errors.js";
 import type { StateTypeDefinition } from "../api/define.js";
 import { dueTime, TaskId } from "../api/task-id.js";
-import type { CommitQueue } from "../store/commit-queue.js";
-import type { Statements } from "../store/statements.js";
+import type { Store, StoreWriter } from "../store/store.js";
 import { toStoredJson } from "./json.js";
 import { KeyedMutex, LockConflict, newOwner, type LockOwner } from "./locks.js";
 import { describeState, stateKey, type States } from "./states.js";
@@ -54,12 +53,15 @@ export interface NewTask {
 
 /** Writes buffered by a writer or a transaction until it commits. */
 interface Effects {
-  writes: Map<string, { type: string; id: string; json: string }>;
+  /** `version`: of the state the write was computed from (PostgreSQL refuses the write if it moved on). */
+  writes: Map<string, { type: string; id: string; json: string; version: number }>;
   tasks: NewTask[];
   /** Instance locks a transaction holds until it ends. */
   held: Map<string, () => void>;
   /** The instances read from memory (maybe not yet durable), with their epoch at the time. */
   reads: Map<string, number>;
+  /** The version of each instance as it was read. */
+  versions: Map<string, number>;
   /** The JSON of what was read, for effect validation (only while it watches). */
   inputs?: Map<string, string>;
   /** Who holds the locks: the transaction, across its runs. */
@@ -76,7 +78,7 @@ export interface RunOptions {
   /** `keys`: what the task's own writes carry into the group commit (see CommitQueue). */
   task?: { taskId: TaskId; attempt: number; keys?: readonly string[] };
   /** Extra writes to commit in the same transaction as the method's own (a task's end). */
-  onComplete?: (outcome: Outcome) => () => void;
+  onComplete?: (outcome: Outcome) => (w: StoreWriter) => void;
   /** Effect validation's first run: nothing it does is committed. */
   trial?: boolean;
   /** Effect validation: told what the run read and what it did, to compare its two runs. */
@@ -118,7 +120,7 @@ export interface RunResult {
 /** What the executor needs from the task engine. */
 export interface TaskHost {
   /** `also` runs inside the commit that creates the task (a workflow's memo of the spawn). */
-  spawn(target: CallTarget, request: unknown, when: EnqueueOptions["when"], parentUuid: string | null, also?: (taskId: TaskId) => void): Promise<TaskId>;
+  spawn(target: CallTarget, request: unknown, when: EnqueueOptions["when"], parentUuid: string | null, also?: (taskId: TaskId, w: StoreWriter) => void): Promise<TaskId>;
   wait(taskId: TaskId): Promise<Outcome>;
   created(tasks: readonly NewTask[]): void;
   /**
@@ -157,8 +159,7 @@ export class Executor {
   readonly #locks = new KeyedMutex();
 
   constructor(
-    private readonly sql: Statements,
-    private readonly commits: CommitQueue,
+    private readonly store: Store,
     private readonly states: States,
     private readonly host: TaskHost,
     private readonly options: ExecutorOptions = { effectValidation: "disabled", onEffectValidation: () => {} },
@@ -214,7 +215,7 @@ export class Executor {
 
   async #reader(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, within?: Effects): Promise<RunResult> {
     const buffered = within?.writes.get(stateKey(r.type.name, stateId));
-    const json = buffered ? buffered.json : this.states.committedJson(r.type.name, stateId);
+    const json = buffered ? buffered.json : await this.states.committedJson(r.type.name, stateId);
     if (r.type.constructors.length > 0) {
       const refused = constructedProblem(r, stateId, json !== undefined);
       if (refused) return { outcome: this.#aborted(r, refused), committed: DONE };
@@ -237,7 +238,7 @@ export class Executor {
     try {
       let state: Record<string, unknown>;
       try {
-        state = this.#read(effects, r, stateId);
+        state = await this.#read(effects, r, stateId);
       } catch (e) {
         if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
         throw e;
@@ -245,8 +246,7 @@ export class Executor {
       const ctx = new WriterContext(this.#caller("writer", o, effects), "writer", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt, o.auth);
       const outcome = await this.#call(r, ctx, state, request);
       if (o.signal.aborted) throw abortReason(o.signal);
-      if (outcome.status === "COMPLETED")
-        effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
+      if (outcome.status === "COMPLETED") this.#wrote(effects, key, r, stateId, state);
       witness(o, effects, outcome);
       if (outcome.status !== "COMPLETED" || o.trial) return { outcome, committed: DONE };
       return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome), o.task?.keys) };
@@ -261,7 +261,7 @@ export class Executor {
     await this.#join(tx, key, o.signal);
     let state: Record<string, unknown>;
     try {
-      state = this.#readWithin(tx, r, stateId, key);
+      state = await this.#readWithin(tx, r, stateId, key);
     } catch (e) {
       if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
       throw e;
@@ -270,7 +270,7 @@ export class Executor {
     const ctx = new WriterContext(this.#caller("writer", o, own), "writer", r.type.name, stateId, o.signal, undefined, undefined, o.auth);
     const outcome = await this.#call(r, ctx, state, request);
     if (outcome.status === "COMPLETED") {
-      tx.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
+      this.#wrote(tx, key, r, stateId, state);
       tx.tasks.push(...own.tasks);
     }
     return { outcome, committed: DONE };
@@ -292,11 +292,10 @@ export class Executor {
       tx.tasks.length = tasks;
     };
     try {
-      const state = this.#readWithin(tx, r, stateId, key);
+      const state = await this.#readWithin(tx, r, stateId, key);
       const ctx = new TransactionContext(this.#caller("transaction", o, tx), "transaction", r.type.name, stateId, o.signal, undefined, undefined, o.auth);
       const outcome = await this.#call(r, ctx, state, request);
-      if (outcome.status === "COMPLETED")
-        tx.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
+      if (outcome.status === "COMPLETED") this.#wrote(tx, key, r, stateId, state);
       else undo();
       return { outcome, committed: DONE };
     } catch (e) {
@@ -326,7 +325,7 @@ export class Executor {
   }
 
   /** The state a method called within a transaction starts from: what the transaction wrote, or the newest. */
-  #readWithin(tx: Effects, r: ResolvedMethod, stateId: string, key: string): Record<string, unknown> {
+  async #readWithin(tx: Effects, r: ResolvedMethod, stateId: string, key: string): Promise<Record<string, unknown>> {
     const buffered = tx.writes.get(key)?.json;
     if (buffered === undefined) return this.#read(tx, r, stateId);
     if (r.type.constructors.length > 0) checkConstructed(r, stateId, true);
@@ -360,7 +359,7 @@ export class Executor {
     effects.held.set(key, await this.#locks.acquire(key, effects.owner, o.signal));
     let state: Record<string, unknown>;
     try {
-      state = this.#read(effects, r, stateId);
+      state = await this.#read(effects, r, stateId);
     } catch (e) {
       if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
       throw e;
@@ -374,8 +373,7 @@ export class Executor {
     }
     if (effects.conflict) throw effects.conflict;
     if (o.signal.aborted) throw abortReason(o.signal);
-    if (outcome.status === "COMPLETED")
-      effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
+    if (outcome.status === "COMPLETED") this.#wrote(effects, key, r, stateId, state);
     witness(o, effects, outcome);
     if (outcome.status !== "COMPLETED" || o.trial) return { outcome, committed: DONE };
     return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome), o.task?.keys) };
@@ -384,7 +382,7 @@ export class Executor {
   async #workflow(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
     if (!o.task) throw new NotAllowed(`${r.type.name}.${r.method.name} is a workflow: it runs only as a task.`);
     const { version, signal, task } = o;
-    const memo = new Memo(this.sql, this.commits, task.taskId.taskUuid, this.options.maxValueBytes);
+    const memo = new Memo(this.store, task.taskId.taskUuid, this.options.maxValueBytes);
     const run = new WorkflowRun({ runner: this, host: this.host, memo, version, signal, taskId: task.taskId, base: this.#caller("workflow", o) });
     const ctx = new WorkflowContext(run.caller(), "workflow", r.type.name, stateId, signal, task.taskId, task.attempt);
     ctx[STEPS] = run;
@@ -475,10 +473,12 @@ export class Executor {
   }
 
   /** The newest state of an instance, for a writer that holds its lock; remembered, so the commit can tell whether it was dropped meanwhile. */
-  #read(effects: Effects, r: ResolvedMethod, stateId: string): Record<string, unknown> {
+  async #read(effects: Effects, r: ResolvedMethod, stateId: string): Promise<Record<string, unknown>> {
     const key = stateKey(r.type.name, stateId);
     effects.reads.set(key, this.states.epochOf(key));
-    const json = this.states.latestJson(r.type.name, stateId);
+    const latest = await this.states.latest(r.type.name, stateId);
+    const json = latest?.json;
+    effects.versions.set(key, latest?.version ?? 0);
     effects.inputs?.set(key, json ?? "");
     if (r.type.constructors.length > 0) {
       checkConstructed(r, stateId, json !== undefined);
@@ -490,10 +490,16 @@ export class Executor {
 
   // --- For workflows: a memoised read, an inline writer, and news of writes --------
 
+  /** A state a method left, to commit: serialised (and checked) now. */
+  #wrote(effects: Effects, key: string, r: ResolvedMethod, stateId: string, state: unknown): void {
+    const json = this.states.serialise(r.type, stateId, state, r.method.name);
+    effects.writes.set(key, { type: r.type.name, id: stateId, json, version: effects.versions.get(key) ?? 0 });
+  }
+
   /** The durable state of an instance, as a workflow's `read()` gives it. */
-  readState(version: CodeVersion, stateType: string, stateId: string): Record<string, unknown> {
+  async readState(version: CodeVersion, stateType: string, stateId: string): Promise<Record<string, unknown>> {
     const type = this.#type(version, stateType);
-    const json = this.states.committedJson(stateType, stateId);
+    const json = await this.states.committedJson(stateType, stateId);
     if (type.constructors.length > 0 && json === undefined) throw new StateNotConstructed(stateType, stateId, type.constructors);
     return this.states.parse(type, stateId, json);
   }
@@ -506,7 +512,7 @@ export class Executor {
     version: CodeVersion,
     target: { stateType: string; stateId: string },
     fn: (state: Record<string, unknown>) => unknown,
-    options: { signal: AbortSignal; record?: (value: unknown) => () => void },
+    options: { signal: AbortSignal; record?: (value: unknown) => (w: StoreWriter) => void },
   ): Promise<unknown> {
     const type = this.#type(version, target.stateType);
     const key = stateKey(target.stateType, target.stateId);
@@ -514,12 +520,14 @@ export class Executor {
     const release = await this.#locks.acquire(key, effects.owner, options.signal);
     try {
       effects.reads.set(key, this.states.epochOf(key));
-      const json = this.states.latestJson(target.stateType, target.stateId);
+      const latest = await this.states.latest(target.stateType, target.stateId);
+      const json = latest?.json;
       if (type.constructors.length > 0 && json === undefined) throw new StateNotConstructed(target.stateType, target.stateId, type.constructors);
       const state = this.states.parse(type, target.stateId, json);
       const value = await abortable(Promise.resolve().then(() => fn(state)), options.signal);
       if (options.signal.aborted) throw abortReason(options.signal);
-      effects.writes.set(key, { type: target.stateType, id: target.stateId, json: this.states.serialise(type, target.stateId, state, "write()") });
+      const written = this.states.serialise(type, target.stateId, state, "write()");
+      effects.writes.set(key, { type: target.stateType, id: target.stateId, json: written, version: latest?.version ?? 0 });
       await this.#commit(effects, options.record?.(value));
       return value;
     } finally {
@@ -538,19 +546,19 @@ export class Executor {
     return type;
   }
 
-  #commit(effects: Effects, extra?: () => void, extraKeys: readonly string[] = []): Promise<void> {
+  #commit(effects: Effects, extra?: (w: StoreWriter) => void, extraKeys: readonly string[] = []): Promise<void> {
     for (const [key, epoch] of effects.reads)
       if (this.states.epochOf(key) !== epoch)
         return Promise.reject(new MendError("STORE", "A write to the store failed while this method ran; it will run again."));
     const writes = [...effects.writes.values()];
     const keys = [...effects.writes.keys(), ...extraKeys];
-    const done = writes.map((w) => this.states.setPending(w.type, w.id, w.json));
+    const done = writes.map((w) => this.states.setPending(w.type, w.id, w.json, w.version));
     const now = Date.now();
-    const committed = this.commits.commit(() => {
-      for (const w of writes) this.sql.writeState(w.type, w.id, w.json);
+    const committed = this.store.commit((sql) => {
+      for (const w of writes) sql.writeState(w.type, w.id, w.json, w.version);
       for (const t of effects.tasks)
-        this.sql.insertTask({ uuid: t.uuid, state_type: t.stateType, state_id: t.stateId, method: t.method, request: t.request, due_at: t.dueAt, created_at: t.createdAt, now, parent_uuid: t.parentUuid });
-      extra?.();
+        sql.insertTask({ uuid: t.uuid, state_type: t.stateType, state_id: t.stateId, method: t.method, request: t.request, due_at: t.dueAt, created_at: t.createdAt, now, parent_uuid: t.parentUuid });
+      extra?.(sql);
     }, keys);
     return committed.then(
       () => {
@@ -699,7 +707,7 @@ function withDeadline(parent: AbortSignal, ms: number, what: string): { signal: 
 }
 
 function newEffects(owner: LockOwner = newOwner(false), witnessing = false): Effects {
-  return { writes: new Map(), tasks: [], held: new Map(), reads: new Map(), ...(witnessing ? { inputs: new Map() } : {}), owner };
+  return { writes: new Map(), tasks: [], held: new Map(), reads: new Map(), versions: new Map(), ...(witnessing ? { inputs: new Map() } : {}), owner };
 }
 
 export { describeState, CALLER };

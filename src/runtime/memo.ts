@@ -1,8 +1,8 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { CallTarget } from "../api/context.js";
 import { MendError } from "../api/errors.js";
-import type { CommitQueue } from "../store/commit-queue.js";
-import type { MemoStatus, Statements } from "../store/statements.js";
+import type { MemoStatus } from "../store/statements.js";
+import type { Store, StoreWriter } from "../store/store.js";
 import { DEFAULT_MAX_VALUE_BYTES, toStoredJson } from "./json.js";
 import { describeState } from "./states.js";
 
@@ -74,8 +74,7 @@ export class Memo {
   loopScope: Scope | undefined;
 
   constructor(
-    private readonly sql: Statements,
-    private readonly commits: CommitQueue,
+    private readonly store: Store,
     private readonly taskUuid: string,
     private readonly maxValueBytes = DEFAULT_MAX_VALUE_BYTES,
   ) {}
@@ -91,8 +90,8 @@ export class Memo {
   }
 
   /** The recorded step under `alias`, if any; throws if it is not the step asked for. */
-  lookup(alias: string, kind: StepKind, step: string): Recorded | undefined {
-    const row = this.sql.getMemo(this.taskUuid, alias);
+  async lookup(alias: string, kind: StepKind, step: string): Promise<Recorded | undefined> {
+    const row = await this.store.getMemo(this.taskUuid, alias);
     if (!row) return undefined;
     if (row.kind !== kind || row.step !== step) throw new StepMismatch(alias, row.step, step);
     return { status: row.status, value: row.value === null ? undefined : JSON.parse(row.value) };
@@ -102,15 +101,15 @@ export class Memo {
    * The write that records a step, to run inside a commit. The value is serialised now,
    * so a value that cannot be stored fails the step, not the commit.
    */
-  write(alias: string, kind: StepKind, step: string, status: MemoStatus, value: unknown, what: string): () => void {
+  write(alias: string, kind: StepKind, step: string, status: MemoStatus, value: unknown, what: string): (w: StoreWriter) => void {
     const json = toStoredJson(value, what, this.maxValueBytes);
-    return () => this.sql.putMemo({ task_uuid: this.taskUuid, alias, kind, step, status, value: json, now: Date.now() });
+    return (w) => w.putMemo({ task_uuid: this.taskUuid, alias, kind, step, status, value: json, now: Date.now() });
   }
 
   /** Records a step durably; returns the value as a later attempt will read it. */
   async record(alias: string, kind: StepKind, step: string, status: MemoStatus, value: unknown, what: string): Promise<unknown> {
     const op = this.write(alias, kind, step, status, value, what);
-    await this.commits.commit(op);
+    await this.store.commit(op);
     return stored(value);
   }
 }

@@ -3,8 +3,8 @@ import type { Auth, CallTarget, Outcome } from "../api/context.js";
 import { IdempotencyConflict } from "../api/errors.js";
 import type { IdempotencyKey } from "../api/idempotency.js";
 import type { TaskId, When } from "../api/task-id.js";
-import type { CommitQueue } from "../store/commit-queue.js";
-import type { IdempotencyRow, IdempotencyStatements } from "../store/idempotency.js";
+import type { IdempotencyRow } from "../store/idempotency.js";
+import type { Store, StoreWriter } from "../store/store.js";
 import type { Engine } from "./engine.js";
 import type { Executor } from "./executor.js";
 import { toStoredJson } from "./json.js";
@@ -22,7 +22,7 @@ export interface CallFrom {
 }
 
 /** Runs a method for a call from outside: `(method, validated request, record)`, where `record` joins the method's commit. */
-export type RunMethod = (r: ResolvedMethod, request: unknown, onComplete?: (outcome: Outcome) => () => void) => Promise<Outcome>;
+export type RunMethod = (r: ResolvedMethod, request: unknown, onComplete?: (outcome: Outcome) => (w: StoreWriter) => void) => Promise<Outcome>;
 
 /**
  * Calls and spawns from outside the application: asks the servicer's authorizer, and makes
@@ -36,8 +36,7 @@ export class Outside {
   readonly #running = new Map<string, Promise<unknown>>();
 
   constructor(
-    private readonly sql: IdempotencyStatements,
-    private readonly commits: CommitQueue,
+    private readonly store: Store,
     private readonly executor: Executor,
     private readonly engine: Engine,
     private readonly maxValueBytes: number,
@@ -64,14 +63,14 @@ export class Outside {
     }
     if (!key) return run(r, req);
     return this.#once(key, async () => {
-      const recorded = this.#lookup(key, "call", target, req);
+      const recorded = await this.#lookup(key, "call", target, req);
       if (recorded) return outcomeOf(recorded);
       const step = describeTarget(target);
       const json = this.#requestJson(target, req);
       const outcome = await run(r, req, (o) => this.#write(key, "call", step, json, "completed", o.status === "COMPLETED" ? o.response : undefined));
       if (outcome.status === "ABORTED") {
         const op = this.#write(key, "call", step, json, "failed", { error: outcome.error, message: outcome.message });
-        await this.commits.commit(op);
+        await this.store.commit(op);
       }
       return outcome;
     });
@@ -89,21 +88,21 @@ export class Outside {
   }
 
   /** Whether `initialize` has run to its end on this store. */
-  initialized(): boolean {
-    return this.sql.getRecord(INITIALIZE.seed, INITIALIZE.alias) !== undefined;
+  async initialized(): Promise<boolean> {
+    return (await this.store.getRecord(INITIALIZE.seed, INITIALIZE.alias)) !== undefined;
   }
 
   /** Records that `initialize` ran to its end. */
   async markInitialized(): Promise<void> {
-    await this.commits.commit(this.#write(INITIALIZE, "initialize", "initialize()", "{}", "completed", undefined));
+    await this.store.commit(this.#write(INITIALIZE, "initialize", "initialize()", "{}", "completed", undefined));
   }
 
   #spawnOnce(key: IdempotencyKey, target: CallTarget, request: unknown, when: When | undefined): Promise<TaskId> {
     return this.#once(key, async () => {
-      const recorded = this.#lookup(key, "spawn", target, request);
+      const recorded = await this.#lookup(key, "spawn", target, request);
       if (recorded) return JSON.parse(recorded.value!) as TaskId;
       const json = this.#requestJson(target, request);
-      return this.engine.spawn(target, request, when, null, (taskId) => this.#write(key, "spawn", describeTarget(target), json, "completed", taskId)());
+      return this.engine.spawn(target, request, when, null, (taskId, w) => this.#write(key, "spawn", describeTarget(target), json, "completed", taskId)(w));
     });
   }
 
@@ -125,8 +124,8 @@ export class Outside {
   }
 
   /** The record under `key`, if any; throws if it was made for another call. */
-  #lookup(key: IdempotencyKey, kind: "call" | "spawn", target: CallTarget, request: unknown): IdempotencyRow | undefined {
-    const row = this.sql.getRecord(key.seed, key.alias);
+  async #lookup(key: IdempotencyKey, kind: "call" | "spawn", target: CallTarget, request: unknown): Promise<IdempotencyRow | undefined> {
+    const row = await this.store.getRecord(key.seed, key.alias);
     if (!row) return undefined;
     const step = describeTarget(target);
     const json = this.#requestJson(target, request);
@@ -146,9 +145,9 @@ export class Outside {
   }
 
   /** The write of a record, to run inside a commit; the value is serialised now, so a bad one fails the call, not the commit. */
-  #write(key: IdempotencyKey, kind: IdempotencyRow["kind"], step: string, request: string, status: IdempotencyRow["status"], value: unknown): () => void {
+  #write(key: IdempotencyKey, kind: IdempotencyRow["kind"], step: string, request: string, status: IdempotencyRow["status"], value: unknown): (w: StoreWriter) => void {
     const json = toStoredJson(value, `The result of ${step}`, this.maxValueBytes);
-    return () => this.sql.putRecord({ seed: key.seed, alias: key.alias, kind, step, request, status, value: json, created_at: Date.now() });
+    return (w) => w.putRecord({ seed: key.seed, alias: key.alias, kind, step, request, status, value: json, created_at: Date.now() });
   }
 }
 

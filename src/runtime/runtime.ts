@@ -1,18 +1,16 @@
-import type Database from "better-sqlite3";
-import { mkdtempSync, rmSync, statSync, type Stats } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Application } from "../api/application.js";
 import { Context, type Auth, type Caller, type CallTarget, type Outcome } from "../api/context.js";
 import { IdempotencyKeys } from "../api/idempotency.js";
-import { prepareIdempotency } from "../store/idempotency.js";
 import { Outside, type CallFrom } from "./outside.js";
 import { InvalidArgument, MendError, TaskNotFound } from "../api/errors.js";
 import { checkTarget } from "../api/ids.js";
 import { normalUuidPrefix, shortestUniquePrefix, TaskId, type When } from "../api/task-id.js";
-import { CommitQueue } from "../store/commit-queue.js";
-import { openStore, releaseHolder, StoreError } from "../store/open.js";
-import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskListRow, type TaskRow, type VersionRow } from "../store/statements.js";
+import { SqliteStore } from "../store/sqlite-store.js";
+import type { AttemptRow, TaskFilter, TaskListRow, TaskRow, VersionRow } from "../store/statements.js";
+import type { Store, StoreWriter } from "../store/store.js";
 import { Engine, type EngineEvents, type Recovery } from "./engine.js";
 import { Executor, type EffectValidation } from "./executor.js";
 import { DEFAULT_MAX_VALUE_BYTES } from "./json.js";
@@ -108,6 +106,30 @@ export interface AttemptInfo {
 
 const SYNCHRONOUS = ["FULL", "NORMAL"];
 
+interface Checked {
+  concurrency: number;
+  window: WindowOptions;
+  maxValueBytes: number;
+  effectValidation: EffectValidation;
+}
+
+/** The options, checked before anything is opened: a bad one is a clear error. */
+function checkOptions(options: RuntimeOptions): Checked {
+  if (options.synchronous !== undefined && !SYNCHRONOUS.includes(options.synchronous))
+    throw new MendError("INVALID_OPTION", `synchronous must be FULL or NORMAL, got ${String(options.synchronous)}.`);
+  const concurrency = options.concurrency ?? 256;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new MendError("INVALID_OPTION", "concurrency must be an integer >= 1.");
+  const maxValueBytes = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
+  if (!Number.isSafeInteger(maxValueBytes) || maxValueBytes < 1) throw new MendError("INVALID_OPTION", "maxValueBytes must be an integer >= 1.");
+  const effectValidation = options.effectValidation ?? "disabled";
+  if (!EFFECT_VALIDATION.includes(effectValidation))
+    throw new MendError("INVALID_OPTION", `effectValidation must be one of ${EFFECT_VALIDATION.join(", ")}, got ${String(effectValidation)}.`);
+  const window = { ...DEFAULT_WINDOW, ...options.window };
+  if (!(window.ms > 0) || !Number.isInteger(window.tasks) || window.tasks < 1)
+    throw new MendError("INVALID_OPTION", "window needs ms > 0 and an integer tasks >= 1.");
+  return { concurrency, window, maxValueBytes, effectValidation };
+}
+
 /** A context for calling the application from outside (`runtime.context(…)`). */
 export interface ContextOptions {
   /** Names the context (`ctx.stateId`). @defaultValue "external" */
@@ -127,10 +149,9 @@ export interface ContextOptions {
  * `mend dev run` wrap, and that tests start directly.
  */
 export class Runtime {
+  /** The store's file (SQLite). */
   readonly path: string;
-  readonly #db: Database.Database;
-  readonly #sql: Statements;
-  readonly #commits: CommitQueue;
+  readonly #store: Store;
   readonly #engine: Engine;
   readonly #executor: Executor;
   readonly #outside: Outside;
@@ -141,42 +162,40 @@ export class Runtime {
   #keepAlive: NodeJS.Timeout | undefined;
   #stopCatching: (() => void) | undefined;
 
-  private constructor(application: Application, options: RuntimeOptions) {
-    if (!Application.is(application)) throw new MendError("INVALID_APPLICATION", "Runtime.start() needs an Application.");
-    if (options.synchronous !== undefined && !SYNCHRONOUS.includes(options.synchronous))
-      throw new MendError("INVALID_OPTION", `synchronous must be FULL or NORMAL, got ${String(options.synchronous)}.`);
-    const concurrency = options.concurrency ?? 256;
-    if (!Number.isInteger(concurrency) || concurrency < 1) throw new MendError("INVALID_OPTION", "concurrency must be an integer >= 1.");
-    const maxValueBytes = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
-    if (!Number.isSafeInteger(maxValueBytes) || maxValueBytes < 1) throw new MendError("INVALID_OPTION", "maxValueBytes must be an integer >= 1.");
-    const effectValidation = options.effectValidation ?? "disabled";
-    if (!EFFECT_VALIDATION.includes(effectValidation))
-      throw new MendError("INVALID_OPTION", `effectValidation must be one of ${EFFECT_VALIDATION.join(", ")}, got ${String(effectValidation)}.`);
-    this.#temporary = options.path || options.directory ? undefined : mkdtempSync(join(tmpdir(), "mend-"));
-    this.path = options.path ?? join(options.directory ?? this.#temporary!, "mend.sqlite");
-    this.#db = openStore(this.path, { synchronous: options.synchronous });
-    this.#sql = prepareStatements(this.#db);
-    this.#commits = new CommitQueue(this.#db, { check: sameFile(this.path) });
-    const window = { ...DEFAULT_WINDOW, ...options.window };
-    if (!(window.ms > 0) || !Number.isInteger(window.tasks) || window.tasks < 1)
-      throw new MendError("INVALID_OPTION", "window needs ms > 0 and an integer tasks >= 1.");
-    this.#engine = new Engine(this.#sql, this.#commits, { concurrency, window, maxValueBytes });
-    this.#executor = new Executor(this.#sql, this.#commits, new States(this.#sql, maxValueBytes), this.#engine, {
+  private constructor(store: Store, temporary: string | undefined, path: string, checked: Checked) {
+    this.#store = store;
+    this.#temporary = temporary;
+    this.path = path;
+    const { concurrency, window, maxValueBytes, effectValidation } = checked;
+    this.#engine = new Engine(store, { concurrency, window, maxValueBytes });
+    this.#executor = new Executor(store, new States(store, maxValueBytes), this.#engine, {
       effectValidation,
       maxValueBytes,
       onEffectValidation: (event) => this.#engine.emit("effect-validation", event),
     });
-    this.#engine.attach(this.#executor, this.#newVersion(application, options.version));
-    this.#outside = new Outside(prepareIdempotency(this.#db), this.#commits, this.#executor, this.#engine, maxValueBytes);
+    this.#outside = new Outside(store, this.#executor, this.#engine, maxValueBytes);
   }
 
   /** Opens the store (creating it if needed), loads the application and resumes every unfinished task. */
   static async start(application: Application, options: RuntimeOptions = {}): Promise<Runtime> {
-    const runtime = new Runtime(application, options);
-    runtime.#engine.recover(options.recovery);
+    if (!Application.is(application)) throw new MendError("INVALID_APPLICATION", "Runtime.start() needs an Application.");
+    const checked = checkOptions(options);
+    const temporary = options.path || options.directory ? undefined : mkdtempSync(join(tmpdir(), "mend-"));
+    const path = options.path ?? join(options.directory ?? temporary!, "mend.sqlite");
+    let store: Store;
+    try {
+      store = new SqliteStore(path, { synchronous: options.synchronous });
+    } catch (e) {
+      if (temporary) rmSync(temporary, { recursive: true, force: true });
+      throw e;
+    }
+    const runtime = new Runtime(store, temporary, path, checked);
     runtime.#keepAlive = setInterval(() => {}, 2 ** 30);
     runtime.#stopCatching = catchStrayErrors();
     try {
+      runtime.#versions = await store.lastVersion();
+      runtime.#engine.attach(runtime.#executor, await runtime.#newVersion(application, options.version));
+      await runtime.#engine.recover(options.recovery);
       await runtime.#initialize(application);
     } catch (e) {
       await runtime.stop({ graceMs: 0 });
@@ -191,7 +210,7 @@ export class Runtime {
    * again on the next start without repeating the calls that completed.
    */
   async #initialize(application: Application): Promise<void> {
-    if (!application.initialize || this.#outside.initialized()) return;
+    if (!application.initialize || (await this.#outside.initialized())) return;
     const keys = new IdempotencyKeys("mend:initialize", true);
     const ctx = new Context(this.#callerFor(keys, () => Promise.resolve(undefined), true), "external", "", "initialize", new AbortController().signal);
     try {
@@ -206,20 +225,17 @@ export class Runtime {
    * A version without a name given gets the next number of the store (`v14` after a run that
    * ended at `v13`), recorded there; `mend dev run` names and records its own.
    */
-  #newVersion(application: Application, id?: string): CodeVersion {
+  async #newVersion(application: Application, id?: string): Promise<CodeVersion> {
     if (id !== undefined) return new CodeVersion(id, application);
-    this.#versions = Math.max(this.#versions, this.#sql.lastVersion()) + 1;
-    const number = this.#versions;
-    this.#commits
-      .commit(() => this.#sql.recordVersion({ number, loaded_at: Date.now(), changed: "[]", build_ms: null, load_ms: null }))
-      .catch((error: unknown) => this.#engine.emit("store:error", { error }));
+    const { number, recorded } = await this.#store.newVersion(++this.#versions, Date.now());
+    recorded.catch((error: unknown) => this.#engine.emit("store:error", { error }));
+    this.#versions = Math.max(this.#versions, number);
     return new CodeVersion(`v${number}`, application);
   }
 
   /** The durability the store runs with: SQLite's `synchronous`, as the open connection reports it. */
   get synchronous(): "FULL" | "NORMAL" | "OFF" | "EXTRA" {
-    const level = this.#db.pragma("synchronous", { simple: true }) as number;
-    return (["OFF", "NORMAL", "FULL", "EXTRA"] as const)[level]!;
+    return this.#store.synchronous;
   }
 
   /**
@@ -239,10 +255,10 @@ export class Runtime {
    * Loads a new version of the application's code. Attempts already running finish on
    * their version; later attempts run this one; every failing task is retried at once.
    */
-  load(application: Application, version?: string): { version: string; retrying: TaskId[] } {
+  async load(application: Application, version?: string): Promise<{ version: string; retrying: TaskId[] }> {
     if (!Application.is(application)) throw new MendError("INVALID_APPLICATION", "load() needs an Application.");
-    const v = this.#newVersion(application, version);
-    return { version: v.id, retrying: this.#engine.load(v) };
+    const v = await this.#newVersion(application, version);
+    return { version: v.id, retrying: await this.#engine.load(v) };
   }
 
   on<K extends keyof EngineEvents>(event: K, listener: (...args: EngineEvents[K]) => void): () => void {
@@ -305,7 +321,7 @@ export class Runtime {
     return this.#outside.call(this.#engine.version, target, request, from, (r, req, onComplete) => this.#run(r, target, req, signal, from.auth, onComplete), signal);
   }
 
-  async #run(r: ResolvedMethod, target: CallTarget, request: unknown, signal: AbortSignal, auth: Auth | undefined, onComplete?: (outcome: Outcome) => () => void): Promise<Outcome> {
+  async #run(r: ResolvedMethod, target: CallTarget, request: unknown, signal: AbortSignal, auth: Auth | undefined, onComplete?: (outcome: Outcome) => (w: StoreWriter) => void): Promise<Outcome> {
     const version = this.#engine.version;
     const controller = new AbortController();
     const onAbort = () => controller.abort(signal.reason);
@@ -347,15 +363,16 @@ export class Runtime {
   }
 
   /** A task and every attempt it made. */
-  getTask(taskUuid: string): { task: TaskInfo; attempts: AttemptInfo[] } {
-    const row = this.#sql.getTask(taskUuid);
+  async getTask(taskUuid: string): Promise<{ task: TaskInfo; attempts: AttemptInfo[] }> {
+    const row = await this.#store.getTask(taskUuid);
     if (!row) throw new TaskNotFound(taskUuid);
-    return { task: taskInfo({ ...row, rowid: 0 }), attempts: this.#sql.listAttempts(taskUuid).map(attemptInfo) };
+    return { task: taskInfo({ ...row, rowid: 0 }), attempts: (await this.#store.listAttempts(taskUuid)).map(attemptInfo) };
   }
 
   /** A page of tasks, newest first; pass the last one's `cursor` as `before` for the next page. */
-  listTasks(filter: TaskFilter): TaskSummary[] {
-    return this.#sql.listTasks(filter).map((row) => taskSummary(row, shortestUniquePrefix(row.uuid, this.#sql.neighbourUuids(row.uuid))));
+  async listTasks(filter: TaskFilter): Promise<TaskSummary[]> {
+    const rows = await this.#store.listTasks(filter);
+    return Promise.all(rows.map(async (row) => taskSummary(row, shortestUniquePrefix(row.uuid, await this.#store.neighbourUuids(row.uuid)))));
   }
 
   /**
@@ -363,11 +380,11 @@ export class Runtime {
    * its dashes). Throws TaskNotFound if there is none, and AMBIGUOUS_TASK naming the
    * candidates if there are several.
    */
-  resolveTaskUuid(prefix: string): string {
+  async resolveTaskUuid(prefix: string): Promise<string> {
     const normal = normalUuidPrefix(prefix);
     if (normal === undefined)
       throw new InvalidArgument(`'${prefix}' is not a task uuid or the start of one (hexadecimal digits and dashes).`);
-    const found = this.#sql.tasksWithUuidPrefix(normal, 11);
+    const found = await this.#store.tasksWithUuidPrefix(normal, 11);
     if (found.length === 1) return found[0]!.uuid;
     if (found.length === 0) throw new TaskNotFound(prefix);
     const names = found.slice(0, 10).map((t) => `${t.uuid} ${describeState(t.state_type, t.state_id)}.${t.method} ${t.status}`);
@@ -379,7 +396,7 @@ export class Runtime {
 
   /** @internal Records a code version `mend dev run` loaded (the dashboard shows them). */
   recordVersion(version: VersionRow): Promise<void> {
-    return this.#commits.commit(() => this.#sql.recordVersion(version));
+    return this.#store.commit((w) => w.recordVersion(version));
   }
 
   /** Stops: running attempts get `graceMs` to finish, then are left for recovery. */
@@ -388,36 +405,11 @@ export class Runtime {
       clearInterval(this.#keepAlive);
       await this.#engine.stop(options.graceMs ?? 2000);
       this.#stopCatching?.();
-      this.#commits.flush();
-      this.#db.close();
-      releaseHolder(this.path);
+      await this.#store.close();
       if (this.#temporary) rmSync(this.#temporary, { recursive: true, force: true });
     })();
     return this.#stopped;
   }
-}
-
-/**
- * A check that the file at `path` is still the store this runtime opened: a store deleted or
- * replaced under a running server would take every later write with it.
- */
-function sameFile(path: string): () => void {
-  const opened = statSync(path);
-  let refused: StoreError | undefined;
-  return () => {
-    if (refused) throw refused;
-    let now: Stats | undefined;
-    try {
-      now = statSync(path);
-    } catch {
-      now = undefined;
-    }
-    if (now?.ino === opened.ino && now.dev === opened.dev) return;
-    refused = new StoreError(
-      `The store file ${path} was ${now ? "replaced" : "deleted"} while this runtime had it open; no write is accepted any more. Stop the runtime and restore the file.`,
-    );
-    throw refused;
-  };
 }
 
 function taskInfo(row: TaskRow & { rowid: number }): TaskInfo {

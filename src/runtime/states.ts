@@ -1,6 +1,6 @@
 import type { StateTypeDefinition } from "../api/define.js";
 import { MendError } from "../api/errors.js";
-import type { Statements } from "../store/statements.js";
+import type { Store, StoredState } from "../store/store.js";
 import { z } from "zod";
 import { DEFAULT_MAX_VALUE_BYTES, toStoredJson } from "./json.js";
 
@@ -19,7 +19,7 @@ export function describeState(type: string, id: string): string {
  * @internal
  */
 export class States {
-  #pending = new Map<string, { json: string; gen: number }>();
+  #pending = new Map<string, { json: string; version: number; gen: number }>();
   #gen = 0;
   /** Per instance, moves on each time its pending write is dropped: a writer that read it before must not commit. */
   #epochs = new Map<string, number>();
@@ -27,27 +27,23 @@ export class States {
   #watchers = new Map<string, Set<() => void>>();
 
   constructor(
-    private readonly sql: Statements,
+    private readonly store: Store,
     private readonly maxValueBytes = DEFAULT_MAX_VALUE_BYTES,
   ) {}
 
-  /** Durable state, for readers. */
-  committed(type: StateTypeDefinition, id: string): Record<string, unknown> {
-    return this.#parse(type, id, this.sql.readState(type.name, id));
+  /** The durable state's JSON, for readers; undefined if the instance was never written. */
+  async committedJson(type: string, id: string): Promise<string | undefined> {
+    return (await this.store.readState(type, id))?.json;
   }
 
-  /** The durable state's JSON; undefined if the instance was never written. */
-  committedJson(type: string, id: string): string | undefined {
-    return this.sql.readState(type, id);
-  }
-
-  /** The newest state, for a writer that holds the instance's lock. */
-  latest(type: StateTypeDefinition, id: string): Record<string, unknown> {
-    return this.#parse(type, id, this.latestJson(type.name, id));
-  }
-
-  latestJson(type: string, id: string): string | undefined {
-    return this.#pending.get(stateKey(type, id))?.json ?? this.sql.readState(type, id);
+  /**
+   * The newest state, for a writer that holds the instance's lock: a write on its way to
+   * disk, or the durable one. Undefined if the instance was never written.
+   */
+  latest(type: string, id: string): StoredState | undefined | Promise<StoredState | undefined> {
+    const pending = this.#pending.get(stateKey(type, id));
+    if (pending) return { json: pending.json, version: pending.version };
+    return this.store.readState(type, id);
   }
 
   parse(type: StateTypeDefinition, id: string, json: string | undefined): Record<string, unknown> {
@@ -65,11 +61,14 @@ export class States {
     return toStoredJson(parsed.data, `The state of ${describeState(type.name, id)}`, this.maxValueBytes) ?? "{}";
   }
 
-  /** Records a write that is on its way to disk; call the result once it is there. */
-  setPending(type: string, id: string, json: string): () => void {
+  /**
+   * Records a write that is on its way to disk (computed from `version`); call the result
+   * once it is there.
+   */
+  setPending(type: string, id: string, json: string, version: number): () => void {
     const key = stateKey(type, id);
     const gen = ++this.#gen;
-    this.#pending.set(key, { json, gen });
+    this.#pending.set(key, { json, version: version + 1, gen });
     return () => {
       if (this.#pending.get(key)?.gen === gen) this.#pending.delete(key);
       if (this.#watchers.size > 0) this.#changed(key);

@@ -5,6 +5,7 @@ import { MendError, NotAllowed } from "../api/errors.js";
 import { deriveId } from "../api/ids.js";
 import { dueTime, type TaskId } from "../api/task-id.js";
 import { AtMostOnceFailedBeforeCompleting, type AtMostOnceOptions, type LoopOptions, type UntilOptions, type WorkflowSteps } from "../api/workflow.js";
+import type { StoreWriter } from "../store/store.js";
 import type { RunOptions, RunResult, TaskHost } from "./executor.js";
 import { aliasOf, describeStep, newScope, stored, type Memo, type Scope } from "./memo.js";
 import type { CodeVersion, ResolvedMethod } from "./version.js";
@@ -19,7 +20,7 @@ export class NextIteration extends Error {
     readonly iteration: number,
     readonly dueAt: number,
     /** Records the loop's counter; runs in the commit that schedules the next iteration. */
-    readonly record: () => void,
+    readonly record: (w: StoreWriter) => void,
   ) {
     super(`Iteration ${iteration - 1} of the loop "${alias}" is done; the workflow runs again for the next one.`);
     this.name = "NextIteration";
@@ -52,12 +53,12 @@ function firstOf(change: Promise<void>, ms: number, signal: AbortSignal): Promis
 export interface Runner {
   resolve(version: CodeVersion, target: CallTarget): ResolvedMethod;
   run(r: ResolvedMethod, stateId: string, request: unknown, options: RunOptions): Promise<RunResult>;
-  readState(version: CodeVersion, stateType: string, stateId: string): Record<string, unknown>;
+  readState(version: CodeVersion, stateType: string, stateId: string): Promise<Record<string, unknown>>;
   write(
     version: CodeVersion,
     target: { stateType: string; stateId: string },
     fn: (state: Record<string, unknown>) => unknown,
-    options: { signal: AbortSignal; record?: (value: unknown) => () => void },
+    options: { signal: AbortSignal; record?: (value: unknown) => (w: StoreWriter) => void },
   ): Promise<unknown>;
   watch(stateType: string, stateId: string, fn: () => void): () => void;
 }
@@ -140,7 +141,7 @@ export class WorkflowRun implements WorkflowSteps {
 
     const alias = this.#alias(scope, target, mode);
     const step = describeStep("call", target);
-    const recorded = memo.lookup(alias, "call", step);
+    const recorded = await memo.lookup(alias, "call", step);
     if (recorded?.status === "completed") return { status: "COMPLETED", response: recorded.value };
     if (recorded?.status === "failed") return { status: "ABORTED", ...(recorded.value as { error: unknown; message: string }) };
 
@@ -167,10 +168,10 @@ export class WorkflowRun implements WorkflowSteps {
   async #spawn(scope: Scope, target: CallTarget, request: unknown, options: EnqueueOptions): Promise<TaskId> {
     const alias = this.#alias(scope, target, options.call);
     const step = describeStep("spawn", target);
-    const recorded = this.o.memo.lookup(alias, "spawn", step);
+    const recorded = await this.o.memo.lookup(alias, "spawn", step);
     if (recorded) return recorded.value as TaskId;
-    return this.o.host.spawn(target, request, options.when, this.o.taskId.taskUuid, (taskId) =>
-      this.o.memo.write(alias, "spawn", step, "completed", taskId, "A task id")(),
+    return this.o.host.spawn(target, request, options.when, this.o.taskId.taskUuid, (taskId, w) =>
+      this.o.memo.write(alias, "spawn", step, "completed", taskId, "A task id")(w),
     );
   }
 
@@ -186,9 +187,9 @@ export class WorkflowRun implements WorkflowSteps {
     const target = { ...instance, method: "read()" };
     const alias = this.#alias(scope, target, mode);
     const step = describeStep("read", target);
-    const recorded = memo.lookup(alias, "read", step);
+    const recorded = await memo.lookup(alias, "read", step);
     if (recorded?.status === "completed") return recorded.value;
-    const state = runner.readState(version, instance.stateType, instance.stateId);
+    const state = await runner.readState(version, instance.stateType, instance.stateId);
     return memo.record(alias, "read", step, "completed", state, `The state read by ${step}`);
   }
 
@@ -201,7 +202,7 @@ export class WorkflowRun implements WorkflowSteps {
     const target = { ...instance, method: "write()" };
     const alias = this.#alias(scope, target, mode);
     const step = describeStep("write", target);
-    const recorded = memo.lookup(alias, "write", step);
+    const recorded = await memo.lookup(alias, "write", step);
     if (recorded?.status === "completed") return recorded.value;
     const value = await runner.write(version, instance, fn, {
       signal,
@@ -221,14 +222,14 @@ export class WorkflowRun implements WorkflowSteps {
   // --- Helpers ----------------------------------------------------------------
 
   async atLeastOnce<T>(alias: string, fn: () => T | Promise<T>): Promise<T> {
-    const { key, recorded } = this.#step("atLeastOnce", alias);
+    const { key, recorded } = await this.#step("atLeastOnce", alias);
     if (recorded?.status === "completed") return recorded.value as T;
     const value = await this.o.memo.within(newScope(`${key}/`), fn);
     return (await this.#finish(key, "atLeastOnce", alias, value)) as T;
   }
 
   async atMostOnce<T>(alias: string, fn: () => T | Promise<T>, options: AtMostOnceOptions): Promise<T> {
-    const { key, recorded } = this.#step("atMostOnce", alias);
+    const { key, recorded } = await this.#step("atMostOnce", alias);
     const { memo } = this.o;
     if (recorded?.status === "completed") return recorded.value as T;
     if (recorded?.status === "started") throw new AtMostOnceFailedBeforeCompleting(alias);
@@ -251,7 +252,7 @@ export class WorkflowRun implements WorkflowSteps {
    * when it read none, after a wait that starts at 10 ms and doubles up to `maxInterval`.
    */
   async until<T>(alias: string, fn: () => T | Promise<T>, options: UntilOptions): Promise<T> {
-    const { key, recorded } = this.#step("until", alias);
+    const { key, recorded } = await this.#step("until", alias);
     const check = (value: unknown) => (options.schema ? checkUntil(options.schema, value, alias) : value) as T;
     if (recorded?.status === "completed") return check(recorded.value);
     const maxMs = dueTime(options.maxInterval ?? { secs: 1 }, 0);
@@ -282,13 +283,13 @@ export class WorkflowRun implements WorkflowSteps {
   }
 
   /** Looks a helper's step up in the current scope. */
-  #step(kind: "atLeastOnce" | "atMostOnce" | "until" | "loop", alias: string) {
+  async #step(kind: "atLeastOnce" | "atMostOnce" | "until" | "loop", alias: string) {
     this.#active();
     if (typeof alias !== "string" || alias === "")
       throw new MendError("INVALID_ARGUMENT", `${describeStep(kind)} needs a non-empty alias.`);
     const scope = this.o.memo.scope();
     const key = scope.prefix + alias;
-    return { key, scope, recorded: this.o.memo.lookup(key, kind, describeStep(kind)) };
+    return { key, scope, recorded: await this.o.memo.lookup(key, kind, describeStep(kind)) };
   }
 
   #finish(key: string, kind: "atLeastOnce" | "atMostOnce" | "until", alias: string, value: unknown): Promise<unknown> {
@@ -314,7 +315,7 @@ export class WorkflowRun implements WorkflowSteps {
       next: async () => {
         if (iteration === -2) return { value: undefined, done: true };
         if (iteration === -1) {
-          const step = this.#step("loop", alias);
+          const step = await this.#step("loop", alias);
           if (this.#looping || step.scope !== memo.root)
             throw new NotAllowed("ctx.loop() runs only at the top level of a workflow: not inside another loop or a helper's fn.");
           key = step.key;

@@ -130,7 +130,7 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
   };
 
   /** The task a path names by its uuid or a unique start of it. */
-  const findTask = (idOrPrefix: string) => runtime.getTask(runtime.resolveTaskUuid(decodeURIComponentSafe(idOrPrefix)));
+  const findTask = async (idOrPrefix: string) => runtime.getTask(await runtime.resolveTaskUuid(decodeURIComponentSafe(idOrPrefix)));
 
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const method = req.method ?? "GET";
@@ -176,19 +176,19 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     if (at("/v1/tasks", "GET")) {
       await authorize(req, "list");
       const query = parse(ListQuery, Object.fromEntries(url.searchParams), "query");
-      const tasks = runtime.listTasks(query);
+      const tasks = await runtime.listTasks(query);
       return send(res, 200, { tasks: tasks.map(summaryJson), next: tasks.length === query.limit ? tasks.at(-1)!.cursor : null });
     }
     if (at("/v1/tasks/:id", "GET")) {
       await authorize(req, "show");
-      const { task, attempts } = findTask(parts[2]!);
+      const { task, attempts } = await findTask(parts[2]!);
       const full = url.searchParams.get("full");
       if (full === "true" || full === "1") return send(res, 200, { task: taskJson(task), attempts });
       const { task: shown, cut } = cutLargeValues(task);
       return send(res, 200, { task: taskJson(shown), attempts, ...(cut ? { cut } : {}) });
     }
     if (at("/v1/tasks/:id/wait", "GET")) {
-      const { task } = findTask(parts[2]!);
+      const { task } = await findTask(parts[2]!);
       const target = { ...task.taskId, method: task.method };
       const from = await authorize(req, "wait", target);
       // A waiter who is not the admin may wait only for tasks the authorizer lets it call.
@@ -209,19 +209,19 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     }
     if (at("/v1/tasks/:id/cancel", "POST")) {
       await authorize(req, "cancel");
-      const { task } = findTask(parts[2]!);
+      const { task } = await findTask(parts[2]!);
       const uuid = task.taskId.taskUuid;
-      const refused = cancelRefusal(task) ?? ((await runtime.cancel(uuid)) ? undefined : cancelRefusal(runtime.getTask(uuid).task));
+      const refused = cancelRefusal(task) ?? ((await runtime.cancel(uuid)) ? undefined : cancelRefusal((await runtime.getTask(uuid)).task));
       if (refused) throw new HttpError(refused.status, refused.code, refused.message);
       return send(res, 200, { cancelled: true });
     }
     if (at("/v1/tasks/:id/retry", "POST")) {
       await authorize(req, "retry");
-      const { task } = findTask(parts[2]!);
+      const { task } = await findTask(parts[2]!);
       const uuid = task.taskId.taskUuid;
       const refused =
         retryRefusal(task) ??
-        ((await runtime.retry(uuid)) ? undefined : (retryRefusal(runtime.getTask(uuid).task) ?? { status: 409, code: "RUNNING", message: "Task is about to run; nothing to retry." }));
+        ((await runtime.retry(uuid)) ? undefined : (retryRefusal((await runtime.getTask(uuid)).task) ?? { status: 409, code: "RUNNING", message: "Task is about to run; nothing to retry." }));
       if (refused) throw new HttpError(refused.status, refused.code, refused.message);
       return send(res, 200, { retrying: true });
     }

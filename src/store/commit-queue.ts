@@ -2,8 +2,8 @@ import type Database from "better-sqlite3";
 import { MendError } from "../api/errors.js";
 import { fault } from "./faults.js";
 
-interface Pending {
-  op: () => void;
+interface Pending<W> {
+  op: (w: W) => void;
   /** The state instances the write changes: a later write of the same batch to one of them was computed from this one. */
   keys: readonly string[];
   resolve: () => void;
@@ -29,16 +29,18 @@ export interface CommitQueueOptions {
  * the others commit.
  * @internal
  */
-export class CommitQueue {
-  #pending: Pending[] = [];
+export class CommitQueue<W> {
+  #pending: Pending<W>[] = [];
   #scheduled = false;
 
   constructor(
     private readonly db: Database.Database,
+    /** What each write is given to write with (the store's prepared statements). */
+    private readonly writer: W,
     private readonly options: CommitQueueOptions = {},
   ) {}
 
-  commit(op: () => void, keys: readonly string[] = []): Promise<void> {
+  commit(op: (w: W) => void, keys: readonly string[] = []): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#pending.push({ op, keys, resolve, reject });
       if (!this.#scheduled) {
@@ -46,16 +48,6 @@ export class CommitQueue {
         setImmediate(() => this.flush());
       }
     });
-  }
-
-  /**
-   * Runs `op` in a transaction of its own now, after everything pending, and returns what it
-   * returns: for a write whose result the caller needs at once (and which is rare).
-   */
-  commitNow<T>(op: () => T): T {
-    this.flush();
-    this.options.check?.();
-    return this.db.transaction(op).immediate();
   }
 
   /** Writes everything pending now. */
@@ -73,7 +65,7 @@ export class CommitQueue {
     try {
       fault("commit.begin");
       this.db.transaction(() => {
-        for (const p of batch) p.op();
+        for (const p of batch) p.op(this.writer);
       }).immediate();
     } catch (e) {
       this.options.onFlushError?.(e);
@@ -85,8 +77,8 @@ export class CommitQueue {
     for (const p of batch) p.resolve();
   }
 
-  #oneByOne(batch: Pending[]): void {
-    const failed = new Map<Pending, unknown>();
+  #oneByOne(batch: Pending<W>[]): void {
+    const failed = new Map<Pending<W>, unknown>();
     const poisoned = new Map<string, unknown>();
     try {
       this.db.transaction(() => {
@@ -99,7 +91,7 @@ export class CommitQueue {
           }
           try {
             // A nested transaction is a savepoint: its failure rolls back this write alone.
-            this.db.transaction(p.op)();
+            this.db.transaction(() => p.op(this.writer))();
           } catch (e) {
             failed.set(p, e);
             for (const k of p.keys) poisoned.set(k, e);

@@ -1,5 +1,6 @@
 import type Database from "better-sqlite3";
 import { fault } from "./faults.js";
+import type { ErrorInfo, NewTaskRow, StoreWriter, TaskKey } from "./store.js";
 
 export type TaskStatus =
   | "SCHEDULED"
@@ -115,10 +116,12 @@ export function prepareStatements(db: Database.Database) {
   const insertAttempt = s(`INSERT INTO attempts (task_uuid, number, version, started_at) VALUES (@uuid, @number, @version, @now)`);
   const endAttempt = s(`UPDATE attempts SET ended_at = @now, outcome = @outcome, error_class = @error_class,
     error_message = @error_message, error_stack = @error_stack WHERE task_uuid = @uuid AND number = @number`);
+  const endOpenAttempt = s(`UPDATE attempts SET ended_at = @now, outcome = @outcome WHERE task_uuid = @uuid AND ended_at IS NULL`);
   const completeTask = s(`UPDATE tasks SET status = 'COMPLETED', response = @response, due_at = NULL, updated_at = @now WHERE uuid = @uuid`);
   const abortTask = s(`UPDATE tasks SET status = 'ABORTED', error = @error, last_error = @last_error, due_at = NULL, updated_at = @now WHERE uuid = @uuid`);
   const failTask = s(`UPDATE tasks SET status = 'SCHEDULED_RETRY', due_at = @due_at, backoff_step = @backoff_step,
     last_error = @last_error, updated_at = @now WHERE uuid = @uuid`);
+  const waitForCode = s(`UPDATE tasks SET status = 'SCHEDULED_RETRY', due_at = NULL, last_error = @last_error, updated_at = @now WHERE uuid = @uuid`);
   const cancelTask = s(`UPDATE tasks SET status = 'CANCELLED', due_at = NULL, updated_at = @now
     WHERE uuid = @uuid AND status NOT IN ('COMPLETED', 'ABORTED', 'CANCELLED')`);
   const getTask = s(`SELECT * FROM tasks WHERE uuid = ?`);
@@ -153,47 +156,88 @@ export function prepareStatements(db: Database.Database) {
   const uuidAfter = s(`SELECT uuid FROM tasks WHERE uuid > ? ORDER BY uuid LIMIT 1`).pluck();
   const writeState = s(`INSERT INTO states (state_type, state_id, state) VALUES (?, ?, ?)
     ON CONFLICT (state_type, state_id) DO UPDATE SET state = excluded.state`);
+  const end = (uuid: string, number: number, now: number, outcome: string, error?: ErrorInfo) =>
+    endAttempt.run({ uuid, number, now, outcome, error_class: error?.name ?? null, error_message: error?.message ?? null, error_stack: error?.stack ?? null });
 
-  return {
-    /** `created_at` is when the task was asked for (its `when` counts from then); `now` is the commit. */
-    insertTask(t: { uuid: string; state_type: string; state_id: string; method: string; request: string; due_at: number; created_at: number; now: number; parent_uuid: string | null }) {
+  /** The writes, as the group commit runs them inside its transaction. */
+  const writer: Omit<StoreWriter, "putRecord"> = {
+    insertTask(t: NewTaskRow) {
       fault("store.insertTask");
-      return insertTask.run(t);
+      insertTask.run(t);
     },
-    startTask(uuid: string, number: number, version: string, now: number) {
+    startTask(uuid, number, version, now) {
       fault("store.startTask");
       startTask.run({ uuid, number, now });
       insertAttempt.run({ uuid, number, version, now });
     },
-    endAttempt(uuid: string, number: number, now: number, outcome: string, error?: { name: string; message: string; stack?: string }) {
+    completeTask(uuid, attempt, response, now) {
+      fault("store.completeTask");
+      completeTask.run({ uuid, response, now });
       fault("store.endAttempt");
-      endAttempt.run({ uuid, number, now, outcome, error_class: error?.name ?? null, error_message: error?.message ?? null, error_stack: error?.stack ?? null });
+      end(uuid, attempt, now, "COMPLETED");
     },
-    completeTask: (uuid: string, response: string | null, now: number) => (fault("store.completeTask"), completeTask.run({ uuid, response, now })),
-    abortTask: (uuid: string, error: string, lastError: string, now: number) =>
-      (fault("store.abortTask"), abortTask.run({ uuid, error, last_error: lastError, now })),
-    failTask: (uuid: string, dueAt: number | null, backoffStep: number, lastError: string, now: number) =>
-      (fault("store.failTask"), failTask.run({ uuid, due_at: dueAt, backoff_step: backoffStep, last_error: lastError, now })),
-    cancelTask: (uuid: string, now: number) => (fault("store.cancelTask"), cancelTask.run({ uuid, now })),
+    abortTask(uuid, attempt, error, message, now) {
+      fault("store.abortTask");
+      abortTask.run({ uuid, error, last_error: message, now });
+      fault("store.endAttempt");
+      end(uuid, attempt, now, "ABORTED", { name: "Aborted", message });
+    },
+    failTask(uuid, attempt, dueAt, backoffStep, error, now) {
+      fault("store.failTask");
+      failTask.run({ uuid, due_at: dueAt, backoff_step: backoffStep, last_error: oneLine(error), now });
+      fault("store.endAttempt");
+      end(uuid, attempt, now, "FAILED", error);
+    },
+    waitForCode(uuid, reason, now) {
+      fault("store.failTask");
+      waitForCode.run({ uuid, last_error: reason, now });
+    },
+    iterateTask(uuid, attempt, dueAt, iteration, now) {
+      fault("store.iterateTask");
+      iterateTask.run({ uuid, due_at: dueAt, iteration, now });
+      fault("store.endAttempt");
+      end(uuid, attempt, now, "ITERATED");
+    },
+    cancelTask(uuid, now, result) {
+      fault("store.cancelTask");
+      const changed = cancelTask.run({ uuid, now }).changes > 0;
+      if (changed) endOpenAttempt.run({ uuid, now, outcome: "CANCELLED" });
+      result(changed);
+    },
+    retryTask(uuid, now, result) {
+      fault("store.retryTask");
+      const changed = retryTask.run({ uuid, now }).changes > 0;
+      result?.(changed);
+    },
+    retryFailing(now, result) {
+      fault("store.retryFailing");
+      result(retryFailing.all({ now }) as TaskKey[]);
+    },
+    writeState(type, id, json) {
+      fault("store.writeState", type, id, json);
+      writeState.run(type, id, json);
+    },
+    putMemo(m) {
+      fault("store.putMemo");
+      putMemo.run(m);
+    },
+    recordVersion(v) {
+      recordVersion.run(v);
+    },
+  };
+
+  return {
+    writer,
     getTask: (uuid: string) => getTask.get(uuid) as TaskRow | undefined,
     listAttempts: (uuid: string) => listAttempts.all(uuid) as AttemptRow[],
     /** Tasks that can run, due after the key (due, uuid) and at the latest at `until`, in due order. */
     dueTasks: (after: { due: number; uuid: string }, until: number, limit: number) =>
       dueTasks.all({ due: after.due, uuid: after.uuid, until, limit }) as TaskRow[],
-    /** Every failing task, due now and its backoff reset: the ids of those it changed. */
-    retryFailing: (now: number) => (fault("store.retryFailing"), retryFailing.all({ now }) as { uuid: string; state_type: string; state_id: string }[]),
-    /** A task that has not started, or is failing, due now; false if it is running or finished. */
-    retryTask: (uuid: string, now: number) => (fault("store.retryTask"), retryTask.run({ uuid, now }).changes > 0),
     interruptAttempts: (now: number) => interruptAttempts.run({ now }),
     parkTask: (uuid: string, reason: string, now: number) => parkTask.run({ uuid, reason, now }),
-    recordVersion: (v: VersionRow) => recordVersion.run(v),
     lastVersion: () => (lastVersion.get() as number | null) ?? 0,
-    iterateTask: (uuid: string, dueAt: number, iteration: number, now: number) =>
-      (fault("store.iterateTask"), iterateTask.run({ uuid, due_at: dueAt, iteration, now })),
     getMemo: (uuid: string, alias: string) => getMemo.get(uuid, alias) as MemoRow | undefined,
-    putMemo: (m: Omit<MemoRow, "updated_at"> & { now: number }) => (fault("store.putMemo"), putMemo.run(m)),
     readState: (type: string, id: string) => readState.get(type, id) as string | undefined,
-    writeState: (type: string, id: string, state: string) => (fault("store.writeState", type, id, state), writeState.run(type, id, state)),
     /** Up to `limit` tasks whose uuid starts with `prefix`, in uuid order (the primary key's range). */
     tasksWithUuidPrefix: (prefix: string, limit: number) => tasksWithUuidPrefix.all(prefix, `${prefix}g`, limit) as TaskHeader[],
     /** The uuids just before and after `uuid` in the store, to find how much of it no other task shares. */
@@ -214,6 +258,11 @@ export function prepareStatements(db: Database.Database) {
       return db.prepare(sql).all(params) as TaskListRow[];
     },
   };
+}
+
+/** The one line a failed attempt leaves on its task (`last_error`). */
+export function oneLine(error: ErrorInfo): string {
+  return `${error.name}: ${error.message}`.split("\n")[0]!.slice(0, 500);
 }
 
 /** @internal */
