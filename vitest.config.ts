@@ -1,15 +1,46 @@
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
+/**
+ * The runtime suite runs twice: on SQLite files (with every other test), and on PostgreSQL
+ * (a server of the test run's own, a schema per test). Tests only PostgreSQL has (several
+ * servers on one store, its crash suite, `mend store copy`) are `test/pg-*.test.ts`.
+ */
+const BOTH_STORES = [
+  "test/runtime.test.ts",
+  "test/tasks.test.ts",
+  "test/window.test.ts",
+  "test/model.test.ts",
+  "test/faults.test.ts",
+  "test/workflows.test.ts",
+  "test/reboot.test.ts",
+  "test/cancel-race.test.ts",
+  "test/limits.test.ts",
+  "test/large-values.test.ts",
+  "test/ids.test.ts",
+  "test/bad-input-code.test.ts",
+];
+
 export default defineConfig({
   resolve: {
     // Tests and fixtures import the package by its name; run its sources, not dist/.
     alias: [{ find: /^mend$/, replacement: fileURLToPath(new URL("./src/index.ts", import.meta.url)) }],
   },
   test: {
-    include: ["test/**/*.test.ts"],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: "forks",
+    projects: [
+      { extends: true, test: { name: "sqlite", include: ["test/**/*.test.ts"], exclude: ["test/pg-*.test.ts"] } },
+      {
+        extends: true,
+        test: {
+          name: "postgresql",
+          include: [...BOTH_STORES, "test/pg-*.test.ts"],
+          env: { MEND_TEST_STORE: "postgresql" },
+          globalSetup: ["test/helpers/pg-global.ts"],
+        },
+      },
+    ],
   },
 });

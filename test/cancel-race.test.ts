@@ -2,7 +2,7 @@
 // task ends either CANCELLED with no change or COMPLETED with its change, never a mix.
 import { expect, test } from "vitest";
 import { Job, app } from "./apps/flaky.js";
-import { next, start } from "./helpers/runtimes.js";
+import { start, within } from "./helpers/runtimes.js";
 
 /** Lets the writer's continuation run (and its commit be queued) without a turn of the event loop. */
 async function microtasks(n = 50): Promise<void> {
@@ -12,10 +12,12 @@ async function microtasks(n = 50): Promise<void> {
 async function race(order: "end-then-cancel" | "cancel-then-end") {
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
-  const rt = await start(app(() => gate));
-  const started = next(rt, "attempt:start");
+  let reached!: () => void;
+  const atGate = new Promise<void>((resolve) => (reached = resolve));
+  // The writer holds its instance and has read its state: it waits only for the gate.
+  const rt = await start(app(() => (reached(), gate)));
   const { task } = await Job.ref("j").spawn().work(rt.context(), { label: "raced" });
-  await started;
+  await within(atGate, "the writer to reach the gate");
   let cancel: Promise<boolean>;
   if (order === "end-then-cancel") {
     release();

@@ -8,6 +8,7 @@ import { armFault, disarmFaults, parseFaults } from "../src/store/faults.js";
 import { Counter, CounterServicer, jobServicer } from "./apps/flaky.js";
 import { Flow, Shop, app as workflows } from "./apps/workflows.js";
 import { next, start } from "./helpers/runtimes.js";
+import { newStore } from "./helpers/stores.js";
 
 afterEach(() => disarmFaults());
 
@@ -119,7 +120,7 @@ describe("fault points", () => {
   });
 
   test("an armed point fires on its n-th hit, once", async () => {
-    const rt = await Runtime.start(bank);
+    const rt = await Runtime.start(bank, await newStore());
     try {
       const ctx = rt.context();
       armFault("store.writeState", "throw", 2);

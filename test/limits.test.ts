@@ -107,10 +107,12 @@ describe("time limits", () => {
     const failed = next<{ error: Error; outcome: string }>(rt, "attempt:end");
     // Mover.pair declares no limit: it waits at its gate past the application's 50 ms.
     const { task } = await Mover.ref("m").spawn().pair(rt.context(), { first: "a", second: "b", gate: "never" });
+    const retried = next<{ attempt: number }>(rt, "attempt:start", (e) => e.attempt === 2);
     const ended = await failed;
     expect(ended.outcome).toBe("FAILED");
     expect(ended.error).toBeInstanceOf(DeadlineExceeded);
-    expect((await rt.getTask(task.taskId.taskUuid)).task.status).toBe("SCHEDULED_RETRY");
+    await retried;
+    expect((await rt.getTask(task.taskId.taskUuid)).attempts[0]).toMatchObject({ outcome: "FAILED", error: { name: "DeadlineExceeded" } });
     expect(await Slot.ref("a").get(rt.context())).toEqual({ n: 0 });
   });
 

@@ -20,8 +20,8 @@ import { Cell, Flow, Guarded, Ledger, Relay, Tx } from "./apps/reboot/src/api.js
 import { app, type At } from "./apps/reboot/src/main.js";
 import { Account } from "../fixtures/reboot-bank/src/api.js";
 import bank from "../fixtures/reboot-bank/src/main.js";
+import { newStore } from "./helpers/stores.js";
 import { next, start, within } from "./helpers/runtimes.js";
-import { tempDir } from "./helpers/temp.js";
 
 /** Counts the points the app passes; `bugs[point]` throws there that many times. */
 function points(bugs: Record<string, number> = {}) {
@@ -85,14 +85,14 @@ describe("1. constructors", () => {
   });
 
   test("as a task, StateNotConstructed ends the task ABORTED, not retried, and revives as the same class after a restart", async () => {
-    const directory = tempDir();
-    const first = await Runtime.start(app(), { directory });
+    const store = await newStore();
+    const first = await Runtime.start(app(), store);
     const { task } = await Ledger.ref("ghost").spawn().add(first.context(), { n: 1 });
     await expect(task).rejects.toBeInstanceOf(StateNotConstructed);
     expect((await first.getTask(task.taskId.taskUuid)).task.status).toBe("ABORTED");
     expect((await first.getTask(task.taskId.taskUuid)).attempts.map((a) => a.outcome)).toEqual(["ABORTED"]);
     await first.stop();
-    const second = await start(app(), { directory });
+    const second = await start(app(), store);
     await expect(Ledger.AddTask.retrieve(second.context(), { taskId: task.taskId })).rejects.toBeInstanceOf(StateNotConstructed);
   });
 
@@ -119,7 +119,7 @@ describe("1. constructors", () => {
   });
 
   test("initialize runs once per store; a crash inside it reruns it without constructing twice", async () => {
-    const directory = tempDir();
+    const store = await newStore();
     let runs = 0;
     const initialize = async (ctx: Parameters<NonNullable<ConstructorParameters<typeof Application>[0]["initialize"]>>[0]) => {
       runs++;
@@ -130,12 +130,12 @@ describe("1. constructors", () => {
     };
     const base = app();
     const withInit = () => new Application({ servicers: base.servicers, initialize });
-    await expect(Runtime.start(withInit(), { directory })).rejects.toThrow("The application's initialize() failed: the first run dies half-way");
-    const rt = await start(withInit(), { directory });
+    await expect(Runtime.start(withInit(), store)).rejects.toThrow("The application's initialize() failed: the first run dies half-way");
+    const rt = await start(withInit(), store);
     expect(runs).toBe(2);
     expect(await Ledger.ref("singleton").total(rt.context())).toEqual({ owner: "app", total: 0 });
     await rt.stop();
-    await start(withInit(), { directory });
+    await start(withInit(), store);
     expect(runs).toBe(2);
   });
 
@@ -206,8 +206,8 @@ describe("3. declared errors pass through a caller that declares them", () => {
   });
 
   test("as a task: the declaring caller ends ABORTED with its class (also after a restart); the other is retried", async () => {
-    const directory = tempDir();
-    const first = await Runtime.start(app(), { directory });
+    const store = await newStore();
+    const first = await Runtime.start(app(), store);
     const ctx = first.context();
     const { task: passing } = await Tx.ref("t").spawn().pass(ctx, { cells: ["a"] });
     await expect(passing).rejects.toBeInstanceOf(Tx.PassAborted);
@@ -220,7 +220,7 @@ describe("3. declared errors pass through a caller that declares them", () => {
     expect((await first.getTask(failing.taskId.taskUuid)).task.status).toBe("SCHEDULED_RETRY");
     await first.stop();
 
-    const second = await start(app(), { directory });
+    const second = await start(app(), store);
     const revived = await Tx.PassTask.retrieve(second.context(), { taskId: passing.taskId }).then(undefined, (e: unknown) => e);
     expect(revived).toBeInstanceOf(Tx.PassAborted);
     expect((revived as InstanceType<typeof Tx.PassAborted>).error).toEqual({ type: "Refused", by: "inner" });

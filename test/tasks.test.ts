@@ -3,8 +3,8 @@ import { Application, Cancelled, Runtime } from "mend";
 import { Account } from "../fixtures/bank/src/api.js";
 import bank from "../fixtures/bank/src/main.js";
 import { CounterServicer, Job, app, jobServicer } from "./apps/flaky.js";
+import { newStore } from "./helpers/stores.js";
 import { next, start, within } from "./helpers/runtimes.js";
-import { tempDir } from "./helpers/temp.js";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -53,15 +53,16 @@ describe("retries", () => {
       }),
     );
     const retries: number[] = [];
-    rt.on("attempt:end", (e) => e.retryInMs !== undefined && retries.push(e.retryInMs));
+    // Each failure's backoff passes on the fake clock once it has been told: the store's I/O stays real.
+    let ended = next<{ retryInMs?: number }>(rt, "attempt:end");
     const { task } = await Job.ref("j").spawn().work(rt.context(), { label: "x" });
-    let done = false;
-    void task.then(() => (done = true));
-    for (let i = 0; i < 200 && !done; i++) {
-      await ioTurn();
-      await vi.advanceTimersByTimeAsync(500);
+    for (let attempt = 1; attempt < 4; attempt++) {
+      const { retryInMs } = await ended;
+      retries.push(retryInMs!);
+      ended = next<{ retryInMs?: number }>(rt, "attempt:end");
+      await vi.advanceTimersByTimeAsync(retryInMs!);
     }
-    expect(await task).toEqual({ runs: 1 });
+    expect(await within(task, "the fourth attempt")).toEqual({ runs: 1 });
     // Full jitter under a cap of 1 s, 2 s, 4 s.
     expect(retries).toHaveLength(3);
     retries.forEach((ms, i) => expect(ms).toBeLessThanOrEqual(1000 * 2 ** i));
@@ -71,6 +72,8 @@ describe("retries", () => {
     expect(attempts[0]).toMatchObject({ number: 1, version: "v1", error: { name: "TypeError", message: "not yet (1)" } });
     expect(attempts[0]!.error!.stack).toContain("flaky.ts");
     for (const a of attempts) expect(a.endedAt).toBeGreaterThanOrEqual(a.startedAt);
+    // Never retried before its backoff.
+    for (let i = 1; i < 4; i++) expect(attempts[i]!.startedAt - attempts[i - 1]!.endedAt!).toBeGreaterThanOrEqual(retries[i - 1]!);
     // The writer's change committed once, with the completion: earlier attempts left nothing.
     expect(await Job.ref("j").get(rt.context())).toEqual({ runs: 1, log: ["x"] });
   });
@@ -94,13 +97,13 @@ describe("retries", () => {
 
 describe("declared errors", () => {
   test("end the task ABORTED and revive as the same class after the store is reopened", async () => {
-    const directory = tempDir();
-    const first = await Runtime.start(app(), { directory });
+    const store = await newStore();
+    const first = await Runtime.start(app(), store);
     const { task } = await Job.ref("j").spawn().fails(first.context());
     await expect(task).rejects.toBeInstanceOf(Job.FailsAborted);
     await first.stop();
 
-    const second = await start(app(), { directory });
+    const second = await start(app(), store);
     expect((await second.getTask(task.taskId.taskUuid)).task).toMatchObject({ status: "ABORTED", attempts: 1 });
     const error = await Job.FailsTask.retrieve(second.context(), { taskId: task.taskId }).then(
       () => undefined,
@@ -240,13 +243,13 @@ describe("loading code", () => {
   });
 
   test("a task whose method is missing waits with a clear error and runs once the method is back", async () => {
-    const directory = tempDir();
-    const first = await Runtime.start(app(), { directory });
+    const store = await newStore();
+    const first = await Runtime.start(app(), store);
     const { task } = await Job.ref("j").spawn({ when: { ms: 50 } }).work(first.context(), {});
     await first.stop();
 
     const withoutJob = new Application({ servicers: [CounterServicer] });
-    const rt = await start(withoutJob, { directory });
+    const rt = await start(withoutJob, store);
     const waiting = await next<{ reason: string }>(rt, "task:waiting");
     // Versions are numbered per store: the reopened store's first version follows the first run's.
     expect(rt.version).toBe("v2");

@@ -3,8 +3,8 @@
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { Application, Runtime } from "mend";
 import { Counter, CounterServicer, Job, jobServicer } from "./apps/flaky.js";
+import { newStore, onPostgres } from "./helpers/stores.js";
 import { next, start, within } from "./helpers/runtimes.js";
-import { tempDir } from "./helpers/temp.js";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -16,6 +16,15 @@ function fakeClock() {
 }
 
 const small = { ms: 1000, tasks: 5 };
+
+/** Turns of the real event loop (I/O, group commits) until `condition` holds; fails after 10 s of real time. */
+async function ioUntil(condition: () => boolean, what: string): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`waited 10 s for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
 
 describe("a small window", () => {
   test("tasks due before, inside and far after it, and added while it is refilled, all run once and never early", async () => {
@@ -44,7 +53,9 @@ describe("a small window", () => {
       // Tasks keep arriving while the window moves.
       if (step % 20 === 0 && added < 5) await spawnAt(`mid${added++}`, 1_500);
       await vi.advanceTimersByTimeAsync(100);
-      await new Promise((resolve) => setImmediate(resolve));
+      // Every task due by now ends before the clock moves on (the store's I/O is real).
+      const now = Date.now();
+      await ioUntil(() => [...due].every(([id, at]) => at > now || ends.includes(id)), "the tasks due by now to end");
       expect(rt.inMemory.waiting).toBeLessThanOrEqual(small.tasks);
     }
     expect(ends.sort()).toEqual([...due.keys()].sort());
@@ -65,7 +76,8 @@ describe("a small window", () => {
     expect(await within(other, "the retried task to run")).toEqual({ count: 1 });
   });
 
-  test("a full window makes room for a task due sooner than the ones it holds", async () => {
+  // A store several servers share keeps no window (tasks stay in the store until claimed).
+  test.skipIf(onPostgres)("a full window makes room for a task due sooner than the ones it holds", async () => {
     // Only the size limits this window: every task here is due within its time.
     const rt = await start(new Application({ servicers: [jobServicer(), CounterServicer] }), { window: { ms: 3_600_000, tasks: 5 } });
     const ctx = rt.context();
@@ -82,13 +94,13 @@ describe("a small window", () => {
 
 describe("reopening a store with many waiting tasks", () => {
   test("reads only the window: the first due tasks run, the rest stay in the store", async () => {
-    const directory = tempDir();
-    const first = await Runtime.start(new Application({ servicers: [jobServicer(), CounterServicer] }), { directory });
+    const store = await newStore();
+    const first = await Runtime.start(new Application({ servicers: [jobServicer(), CounterServicer] }), store);
     const ctx = first.context();
     for (let i = 0; i < 20; i++) await Counter.ref(`batch${i}`).spawn({ when: { days: 30 } }).increment(ctx);
     const { task: soon } = await Counter.ref("soon").spawn({ when: { ms: 50 } }).increment(ctx);
     await first.stop();
-    const rt = await start(new Application({ servicers: [jobServicer(), CounterServicer] }), { directory, window: small });
+    const rt = await start(new Application({ servicers: [jobServicer(), CounterServicer] }), { ...store, window: small });
     // Only what is due within the window was read (it may have started by now).
     expect(rt.inMemory.waiting + rt.inMemory.running).toBeLessThanOrEqual(1);
     expect(await within(Counter.IncrementTask.retrieve(rt.context(), { taskId: soon.taskId }), "the task due soon")).toEqual({ count: 1 });

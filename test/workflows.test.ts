@@ -283,7 +283,8 @@ describe("effect validation", () => {
     rt.on("effect-validation", (e) => events.push(e));
     await Shop.ref("s").order(rt.context(), { amount: 5 });
     expect(points.count("order")).toBe(2);
-    expect(events).toEqual([{ method: "Shop.order", message: expect.stringContaining("Ran Shop.order twice"), differences: [] }]);
+    // (The task it scheduled may have run by now, and said so too.)
+    expect(events.filter((e) => e.method === "Shop.order")).toEqual([{ method: "Shop.order", message: expect.stringContaining("Ran Shop.order twice"), differences: [] }]);
     await Shop.ref("s").charge(rt.context(), { amount: 7 });
     await Shop.ref("s").charge(rt.context(), { amount: 7 });
     expect(points.count("charge")).toBe(4);

@@ -2,8 +2,10 @@ import { EventEmitter } from "node:events";
 import type { CallTarget, Outcome } from "../api/context.js";
 import { Cancelled, coerceError, DeadlineExceeded, MendError, TaskNotFound } from "../api/errors.js";
 import { dueTime, TaskId, type When } from "../api/task-id.js";
+import { TaskLost } from "../store/pg-writes.js";
 import { FINISHED, type TaskRow } from "../store/statements.js";
-import type { Store, StoreWriter, TaskKey } from "../store/store.js";
+import type { ClaimedTask, SharedStore, Store, StoreWriter, TaskKey } from "../store/store.js";
+import { Claimer } from "./claimer.js";
 import { retryDelay, type RetryPolicy } from "./backoff.js";
 import { storedJsonOf, type EffectValidationEvent, type Executor, type NewTask, type TaskHost } from "./executor.js";
 import { toStoredJson } from "./json.js";
@@ -27,6 +29,12 @@ export interface EngineEvents {
   "attempt:start": [{ taskId: TaskId; method: string; attempt: number; version: string }];
   "attempt:end": [{ taskId: TaskId; method: string; attempt: number; version: string; outcome: "COMPLETED" | "ABORTED" | "FAILED" | "ITERATED"; error?: Error; retryInMs?: number }];
   "task:waiting": [{ taskId: TaskId; method: string; reason: string }];
+  /**
+   * On a store several servers share: this server's attempt may not end the task (it was
+   * cancelled, or another server took it over once this one's lease ended); what it did is
+   * discarded, and its end is recorded by whoever holds the task now.
+   */
+  "attempt:lost": [{ taskId: TaskId; method: string; attempt: number; version: string; reason: string }];
   "task:finished": [{ taskId: TaskId; outcome: Outcome }];
   "store:error": [{ error: unknown }];
   /** A method ran twice under effect validation (RuntimeOptions.effectValidation). */
@@ -86,7 +94,14 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   #backlog: string[] = [];
   #backlogHead = 0;
   readonly #backlogged = new Set<string>();
-  readonly #window: DueWindow;
+  /** A store this process holds: the tasks due soon, in memory. */
+  readonly #window: DueWindow | undefined;
+  /** A store several servers share: claims due tasks for this server. */
+  readonly #claimer: Claimer | undefined;
+  readonly #shared: SharedStore | undefined;
+  #renewal: NodeJS.Timeout | undefined;
+  /** When the leases of this server's running tasks were last renewed. */
+  #renewedAt = 0;
   #executor!: Executor;
   #version!: CodeVersion;
   #stopping = false;
@@ -97,6 +112,22 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     private readonly options: EngineOptions,
   ) {
     super();
+    this.#shared = store.shared;
+    if (this.#shared) {
+      this.#claimer = new Claimer(this.#shared, {
+        free: () => (this.#stopping ? 0 : this.options.concurrency - this.#busy),
+        version: () => this.#version,
+        run: (task) => this.#claimed(task),
+        waiting: (tasks, reason) => {
+          for (const t of tasks) {
+            const row = { stateType: t.state_type, stateId: t.state_id, uuid: t.uuid };
+            this.#emit("task:waiting", { taskId: idOf(row), method: t.method, reason: reason(t.state_type, t.method) });
+          }
+        },
+        error: (error) => this.#emit("store:error", { error }),
+      });
+      return;
+    }
     const local = store.local!;
     this.#window = new DueWindow(
       {
@@ -128,7 +159,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
   /** How many tasks the engine holds in memory, waiting and running: bounded, whatever the store holds. */
   get inMemory(): { waiting: number; running: number } {
-    return { waiting: this.#window.size, running: this.#running.size };
+    return { waiting: this.#window?.size ?? 0, running: this.#running.size };
   }
 
   /**
@@ -138,8 +169,56 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
    */
   async recover(recovery: Recovery = {}): Promise<void> {
     const now = Date.now();
+    if (this.#shared) return this.#join(this.#shared);
     this.store.local!.recover(Math.min(recovery.stoppedAt ?? now, now), recovery.park ?? [], now);
-    this.#window.refill();
+    this.#window!.refill();
+  }
+
+  /**
+   * Joins the servers of a shared store: says which methods this server's code has, makes
+   * the tasks that waited for one of them due, listens for news, keeps the leases of its
+   * running tasks, and claims what is due. The attempts of a server that died are recorded
+   * interrupted by whoever claims their tasks once their lease has ended.
+   */
+  async #join(shared: SharedStore): Promise<void> {
+    const claimer = this.#claimer!;
+    await shared.listen({
+      due: (at) => claimer.hint(at),
+      finished: (uuids) => this.#heardFinished(uuids),
+      cancelled: (uuids) => this.#heardCancelled(uuids),
+      unlocked: () => this.#executor.unlocked(),
+      resumed: () => {
+        claimer.poke();
+        this.#heardFinished([...this.#waiters.keys()]);
+      },
+    });
+    await this.#announce(shared, true);
+    this.#renewedAt = Date.now();
+    const every = Math.max(50, Math.floor(shared.leaseMs / 3));
+    this.#renewal = setInterval(() => void this.#renew(shared), every);
+    this.#renewal.unref();
+    claimer.poke();
+  }
+
+  /**
+   * Tells the store this version's methods; `wake`: and makes due the tasks that waited for
+   * one of them (a load retries every failing task instead).
+   */
+  async #announce(shared: SharedStore, wake: boolean): Promise<void> {
+    const now = Date.now();
+    const methods = this.#claimer!.methods();
+    await shared.announce(this.#version.id, methods, now);
+    if (wake && (await shared.wake(now, methods)) > 0) this.#claimer!.poke();
+  }
+
+  async #renew(shared: SharedStore): Promise<void> {
+    const now = Date.now();
+    if (await shared.renew([...this.#running.keys()], now)) this.#renewedAt = now;
+    else if (now - this.#renewedAt > shared.leaseMs) {
+      // Unreachable for longer than a lease: another server may run these tasks by now.
+      const lost = new MendError("LEASE_LOST", "This server could not renew its lease on the task (the store could not be reached); another server may run it.");
+      for (const run of this.#running.values()) if (!run.controller.signal.aborted) run.controller.abort(lost);
+    }
   }
 
   /**
@@ -148,22 +227,30 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
    */
   async load(version: CodeVersion): Promise<TaskId[]> {
     this.#version = version;
+    if (this.#shared) await this.#announce(this.#shared, false);
     const now = Date.now();
     let retried: TaskKey[] = [];
     await this.store.commit((w) => w.retryFailing(now, (rows) => (retried = rows)));
-    for (const row of retried) {
-      const task = this.#window.get(row.uuid);
-      if (task) this.#window.offer({ ...task, due: now, backoffStep: 0 });
-    }
-    if (retried.length > 0) this.#window.reset();
+    const window = this.#window;
+    if (window) {
+      for (const row of retried) {
+        const task = window.get(row.uuid);
+        if (task) window.offer({ ...task, due: now, backoffStep: 0 });
+      }
+      if (retried.length > 0) window.reset();
+    } else if (retried.length > 0) this.#claimer!.poke();
     return retried.map((row) => ({ stateType: row.state_type, stateId: row.state_id, taskUuid: row.uuid }));
   }
 
   // --- TaskHost -------------------------------------------------------------
 
   created(tasks: readonly NewTask[]): void {
+    if (this.#claimer) {
+      for (const t of tasks) this.#claimer.hint(t.dueAt);
+      return;
+    }
     for (const t of tasks)
-      this.#window.offer({
+      this.#window!.offer({
         uuid: t.uuid, stateType: t.stateType, stateId: t.stateId, method: t.method, request: t.request,
         attempts: 0, backoffStep: 0, due: t.dueAt,
       });
@@ -227,28 +314,60 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     // An attempt whose end is already on its way to the store wins if that commits.
     const ending = this.#running.get(uuid)?.ending;
     if (ending) await ending.catch(() => {});
-    const row = await this.store.getTask(uuid);
-    if (!row) throw new TaskNotFound(uuid);
-    if (FINISHED.has(row.status)) return false;
-    const running = this.#running.get(uuid);
-    this.#window.remove(uuid);
-    const now = Date.now();
-    let changed = false;
-    const committed = this.store.commit((w) => w.cancelTask(uuid, now, (c) => (changed = c)));
-    this.#cancelling.set(uuid, committed);
+    // From here until the cancel is committed, no attempt of the task starts or commits its end.
+    let over!: () => void;
+    const cancelling = new Promise<void>((resolve) => (over = resolve));
+    this.#cancelling.set(uuid, cancelling);
     try {
-      await committed;
+      const row = await this.store.getTask(uuid);
+      if (!row) throw new TaskNotFound(uuid);
+      if (FINISHED.has(row.status)) return false;
+      const running = this.#running.get(uuid);
+      this.#window?.remove(uuid);
+      const now = Date.now();
+      let changed = false;
+      await this.store.commit((w) => w.cancelTask(uuid, now, (c) => (changed = c)));
+      if (!changed) return false; // it ended first, in the same commit
+      // Running here: it stops now. Running on another server: that server hears of the cancel.
+      if (running && this.#running.get(uuid) === running) this.#stopCancelled(running);
+      this.#finish(idOf({ stateType: row.state_type, stateId: row.state_id, uuid }), { status: "CANCELLED" });
+      return true;
     } finally {
-      if (this.#cancelling.get(uuid) === committed) this.#cancelling.delete(uuid);
+      if (this.#cancelling.get(uuid) === cancelling) this.#cancelling.delete(uuid);
+      over();
     }
-    if (!changed) return false; // it ended first, in the same commit
-    if (running) {
-      running.cancelled = true;
-      running.controller.abort(new Cancelled());
-      this.#release(uuid);
+  }
+
+  #stopCancelled(run: Running): void {
+    if (run.cancelled) return;
+    run.cancelled = true;
+    run.controller.abort(new Cancelled());
+    this.#release(run);
+  }
+
+  /** Another server (or this one) cancelled these tasks: an attempt of one running here stops. */
+  #heardCancelled(uuids: readonly string[]): void {
+    for (const uuid of uuids) {
+      const run = this.#running.get(uuid);
+      if (run) this.#stopCancelled(run);
     }
-    this.#finish(idOf({ stateType: row.state_type, stateId: row.state_id, uuid }), { status: "CANCELLED" });
-    return true;
+  }
+
+  /** These tasks finished (on any server): their waiters here get what the store holds. */
+  #heardFinished(uuids: readonly string[]): void {
+    const waited = uuids.filter((u) => this.#waiters.has(u));
+    if (waited.length === 0) return;
+    this.store.getTasks(waited).then(
+      (rows) => {
+        for (const row of rows) {
+          if (!FINISHED.has(row.status)) continue;
+          const waiters = this.#waiters.get(row.uuid);
+          this.#waiters.delete(row.uuid);
+          for (const w of waiters ?? []) w.resolve(outcomeOf(row));
+        }
+      },
+      (error: unknown) => this.#emit("store:error", { error }),
+    );
   }
 
   /** Runs a scheduled or failing task now, its backoff reset. False if it is running or finished. */
@@ -260,7 +379,8 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const row = await this.store.getTask(uuid);
     if (!row) throw new TaskNotFound(uuid);
     if (!changed) return false;
-    if (!this.#running.has(uuid)) this.#window.offer(fromRow(row, now));
+    if (this.#claimer) this.#claimer.poke();
+    else if (!this.#running.has(uuid)) this.#window!.offer(fromRow(row, now));
     return true;
   }
 
@@ -280,8 +400,20 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   }
 
   #start(task: WindowTask): void {
-    this.#window.remove(task.uuid);
-    void this.#attempt(task);
+    this.#window!.remove(task.uuid);
+    void this.#attempt(task, undefined);
+  }
+
+  /** A task this server claimed: its attempt is on record already. */
+  #claimed(row: ClaimedTask): void {
+    // Still running here under a lease that ended (this server could not renew it): that attempt is over.
+    const stale = this.#running.get(row.uuid);
+    if (stale) {
+      stale.cancelled = true;
+      stale.controller.abort(new MendError("LEASE_LOST", "This server's lease on the task ended before the attempt did."));
+      this.#release(stale);
+    }
+    void this.#attempt(fromRow(row, row.due_at ?? Date.now()), row.updated_at);
   }
 
   async idle<T>(taskUuid: string, until: Promise<T>): Promise<T> {
@@ -306,22 +438,33 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     this.#idleCount--;
   }
 
-  #release(uuid: string): void {
-    const run = this.#running.get(uuid);
-    if (run) this.#wake(run);
+  #release(run: Running): void {
+    const uuid = run.task.uuid;
+    if (this.#running.get(uuid) !== run) return;
+    this.#wake(run);
     this.#running.delete(uuid);
     this.#fill();
     if (this.#running.size === 0) this.#onIdle?.();
   }
 
+  /** A task runs again at `task.due`: kept in the window, or claimed then. */
+  #offer(task: WindowTask): void {
+    if (this.#claimer) this.#claimer.hint(task.due);
+    else this.#window!.offer(task);
+  }
+
   /** Gives free slots to idle attempts that want theirs back, then to due tasks. */
   #fill(): void {
     while (this.#resumers.length > 0 && this.#busy < this.options.concurrency) this.#resumers.shift()!();
+    if (this.#claimer) {
+      if (this.#busy < this.options.concurrency && !this.#stopping) this.#claimer.poke();
+      return;
+    }
     while (this.#backlogHead < this.#backlog.length && this.#busy < this.options.concurrency && !this.#stopping) {
       const uuid = this.#backlog[this.#backlogHead++]!;
       this.#backlogged.delete(uuid);
       // Gone from the window since: cancelled, or rescheduled past it.
-      const task = this.#window.get(uuid);
+      const task = this.#window!.get(uuid);
       if (task && !this.#running.has(uuid) && task.due <= Date.now()) this.#start(task);
     }
     if (this.#backlogHead > 1024 && this.#backlogHead * 2 > this.#backlog.length) {
@@ -330,23 +473,25 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     }
   }
 
-  async #attempt(task: WindowTask): Promise<void> {
+  /** `claimedAt`: the task was claimed (a shared store), its attempt recorded as starting then. */
+  async #attempt(task: WindowTask, claimedAt: number | undefined): Promise<void> {
     if (this.#cancelling.has(task.uuid)) return;
     const version = this.#version;
     const taskId = idOf(task);
     const r = version.resolve(task.stateType, task.method);
     if (!r) return this.#waitForCode(task, version.describeMissing(task.stateType, task.method));
 
-    const attempt = task.attempts + 1;
+    const attempt = claimedAt === undefined ? task.attempts + 1 : task.attempts;
     task.attempts = attempt;
     const run: Running = { task, controller: new AbortController(), attempt, cancelled: false, idle: false };
     this.#running.set(task.uuid, run);
     // The start time is taken as the start is committed, just before the method runs, so the
     // attempt's recorded duration is the method's own.
-    let startedAt = Date.now();
+    let startedAt = claimedAt ?? Date.now();
     // The task's writes carry its key into the group commit: one that fails takes the later ones with it.
     const keys = [`task\u0000${task.uuid}`];
-    const started = this.store.commit((w) => w.startTask(task.uuid, attempt, version.id, (startedAt = Date.now())), keys);
+    const started =
+      claimedAt === undefined ? this.store.commit((w) => w.startTask(task.uuid, attempt, version.id, (startedAt = Date.now())), keys) : undefined;
     let limit: NodeJS.Timeout | undefined;
 
     const end = (outcome: Outcome) => {
@@ -361,7 +506,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     };
     try {
       // The method runs once its attempt is on record: a crash from here on leaves it INTERRUPTED.
-      await started;
+      if (started) await started;
       // The time limit is kept here, on the attempt's own signal.
       if (Number.isFinite(r.timeoutMs))
         limit = setTimeout(() => run.controller.abort(new DeadlineExceeded(`${task.stateType}.${task.method}`, r.timeoutMs)), r.timeoutMs);
@@ -384,7 +529,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       if (run.cancelled) return;
       run.ending = outcome.status === "ABORTED" ? this.store.commit(end(outcome), keys) : committed;
       await run.ending;
-      this.#release(task.uuid);
+      this.#release(run);
       if (this.listenerCount("attempt:end") > 0)
         this.#emit("attempt:end", { taskId, method: task.method, attempt, version: version.id, outcome: outcome.status === "COMPLETED" ? "COMPLETED" : "ABORTED" });
       this.#finish(taskId, outcome);
@@ -392,13 +537,16 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       clearTimeout(limit);
       await this.#cancelling.get(task.uuid)?.catch(() => {});
       if (run.cancelled) return;
-      if (thrown instanceof NextIteration) return this.#iterate(task, attempt, version, thrown, r.retry);
-      await this.#fail(task, attempt, version, coerceError(thrown), r.retry);
+      // Cancelled, or taken over by another server: nothing of this attempt was committed, and its end is not this server's to record.
+      if (thrown instanceof TaskLost) return this.#lost(run, version, thrown);
+      if (thrown instanceof NextIteration) return this.#iterate(run, version, thrown, r.retry);
+      await this.#fail(run, version, coerceError(thrown), r.retry);
     }
   }
 
   /** An iteration of the task's loop is done: store its counter and schedule the next one. */
-  async #iterate(task: WindowTask, attempt: number, version: CodeVersion, next: NextIteration, retry: RetryPolicy): Promise<void> {
+  async #iterate(run: Running, version: CodeVersion, next: NextIteration, retry: RetryPolicy): Promise<void> {
+    const { task, attempt } = run;
     const now = Date.now();
     try {
       await this.store.commit((w) => {
@@ -406,15 +554,17 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
         w.iterateTask(task.uuid, attempt, next.dueAt, next.iteration, now);
       });
     } catch (storeError) {
+      if (storeError instanceof TaskLost) return this.#lost(run, version, storeError);
       this.#emit("store:error", { error: storeError });
-      return this.#fail(task, attempt, version, coerceError(storeError), retry);
+      return this.#fail(run, version, coerceError(storeError), retry);
     }
-    this.#release(task.uuid);
+    this.#release(run);
     this.#emit("attempt:end", { taskId: idOf(task), method: task.method, attempt, version: version.id, outcome: "ITERATED" });
-    this.#window.offer({ ...task, backoffStep: 0, due: next.dueAt });
+    this.#offer({ ...task, backoffStep: 0, due: next.dueAt });
   }
 
-  async #fail(task: WindowTask, attempt: number, version: CodeVersion, error: Error, retry: RetryPolicy): Promise<void> {
+  async #fail(run: Running, version: CodeVersion, error: Error, retry: RetryPolicy): Promise<void> {
+    const { task, attempt } = run;
     const now = Date.now();
     const delay = retryDelay(task.backoffStep, retry);
     const step = task.backoffStep + 1;
@@ -428,12 +578,20 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
         await this.store.commit((w) => w.retryTask(task.uuid, due));
       }
     } catch (storeError) {
+      if (storeError instanceof TaskLost) return this.#lost(run, version, storeError);
       // The store has the task as it was before this attempt: try again later.
       this.#emit("store:error", { error: storeError });
     }
-    this.#release(task.uuid);
+    this.#release(run);
     this.#emit("attempt:end", { taskId: idOf(task), method: task.method, attempt, version: version.id, outcome: "FAILED", error, retryInMs: delay });
-    this.#window.offer({ ...task, backoffStep: step, due });
+    this.#offer({ ...task, backoffStep: step, due });
+  }
+
+  /** The store refused this attempt's end: the task is no longer this server's. */
+  #lost(run: Running, version: CodeVersion, error: Error): void {
+    this.#release(run);
+    const { task, attempt } = run;
+    this.#emit("attempt:lost", { taskId: idOf(task), method: task.method, attempt, version: version.id, reason: error.message });
   }
 
   #waitForCode(task: WindowTask, reason: string): void {
@@ -458,7 +616,9 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   /** Stops starting attempts; waits up to `graceMs` for running ones, then aborts them. */
   async stop(graceMs: number): Promise<void> {
     this.#stopping = true;
-    this.#window.stop();
+    this.#window?.stop();
+    this.#claimer?.stop();
+    clearInterval(this.#renewal);
     if (this.#running.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);

@@ -33,6 +33,7 @@ import { dueTime, TaskId } from "../api/task-id.js";
 import type { Store, StoreWriter } from "../store/store.js";
 import { toStoredJson } from "./json.js";
 import { KeyedMutex, LockConflict, newOwner, type LockOwner } from "./locks.js";
+import { RemoteLockConflict, SharedLocks } from "./shared-locks.js";
 import { describeState, stateKey, type States } from "./states.js";
 import type { CodeVersion, ResolvedMethod } from "./version.js";
 import { Memo } from "./memo.js";
@@ -157,13 +158,45 @@ export function storedJsonOf(outcome: Outcome): string | null {
 /** Runs one method of any kind with the right context, locks and commit. @internal */
 export class Executor {
   readonly #locks = new KeyedMutex();
+  /** A store several servers share: instance locks across them too. */
+  readonly #shared: SharedLocks | undefined;
 
   constructor(
     private readonly store: Store,
     private readonly states: States,
     private readonly host: TaskHost,
     private readonly options: ExecutorOptions = { effectValidation: "disabled", onEffectValidation: () => {} },
-  ) {}
+  ) {
+    this.#shared = store.shared && new SharedLocks(store.shared);
+  }
+
+  /** Another server let go of an instance lock. */
+  unlocked(): void {
+    this.#shared?.unlocked();
+  }
+
+  /**
+   * Takes the lock of an instance for `owner`: in-process, then (a shared store) across
+   * servers. Resolves with the release.
+   */
+  async #lock(key: string, owner: LockOwner, signal: AbortSignal): Promise<() => void> {
+    const release = await this.#locks.acquire(key, owner, signal);
+    const shared = this.#shared;
+    if (!shared) return release;
+    try {
+      await shared.hold(key, owner, signal);
+    } catch (e) {
+      release();
+      throw e;
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      release();
+      shared.release(key);
+    };
+  }
 
   /** Resolves a target in a version, or explains what is missing. */
   resolve(version: CodeVersion, target: CallTarget): ResolvedMethod {
@@ -234,7 +267,7 @@ export class Executor {
   async #writer(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
     const effects = newEffects(newOwner(false), o.witness !== undefined);
-    const release = await this.#locks.acquire(key, effects.owner, o.signal);
+    const release = await this.#lock(key, effects.owner, o.signal);
     try {
       let state: Record<string, unknown>;
       try {
@@ -310,7 +343,7 @@ export class Executor {
     if (tx.held.has(key)) return;
     let release: () => void;
     try {
-      release = await this.#locks.acquire(key, tx.owner, signal);
+      release = await this.#lock(key, tx.owner, signal);
     } catch (e) {
       // Seen by the transaction even if its code catches this error.
       if (e instanceof LockConflict) tx.conflict ??= e;
@@ -350,13 +383,15 @@ export class Executor {
       } finally {
         for (const release of effects.held.values()) release();
       }
-      await this.#locks.whenFree(conflict.key, o.signal);
+      // Held by another server: wait until it lets go (or a while), then run again.
+      if (conflict instanceof RemoteLockConflict) await this.#shared!.whenFree(50, o.signal);
+      else await this.#locks.whenFree(conflict.key, o.signal);
     }
   }
 
   async #transactionOnce(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, effects: Effects): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
-    effects.held.set(key, await this.#locks.acquire(key, effects.owner, o.signal));
+    effects.held.set(key, await this.#lock(key, effects.owner, o.signal));
     let state: Record<string, unknown>;
     try {
       state = await this.#read(effects, r, stateId);
@@ -517,7 +552,7 @@ export class Executor {
     const type = this.#type(version, target.stateType);
     const key = stateKey(target.stateType, target.stateId);
     const effects = newEffects();
-    const release = await this.#locks.acquire(key, effects.owner, options.signal);
+    const release = await this.#lock(key, effects.owner, options.signal);
     try {
       effects.reads.set(key, this.states.epochOf(key));
       const latest = await this.states.latest(target.stateType, target.stateId);
@@ -553,6 +588,12 @@ export class Executor {
     const writes = [...effects.writes.values()];
     const keys = [...effects.writes.keys(), ...extraKeys];
     const done = writes.map((w) => this.states.setPending(w.type, w.id, w.json, w.version));
+    // Across servers, the locks of the instances written are held until the writes are durable.
+    const shared = this.#shared;
+    const kept = shared ? [...effects.writes.keys()].filter((k) => shared.keep(k)) : [];
+    const letGo = () => {
+      for (const k of kept) shared!.release(k);
+    };
     const now = Date.now();
     const committed = this.store.commit((sql) => {
       for (const w of writes) sql.writeState(w.type, w.id, w.json, w.version);
@@ -563,10 +604,12 @@ export class Executor {
     return committed.then(
       () => {
         for (const d of done) d();
+        letGo();
         if (effects.tasks.length > 0) this.host.created(effects.tasks);
       },
       (e: unknown) => {
         this.states.dropPending(keys);
+        letGo();
         throw e;
       },
     );

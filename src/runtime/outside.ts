@@ -62,9 +62,7 @@ export class Outside {
       return this.engine.wait(taskId, signal);
     }
     if (!key) return run(r, req);
-    return this.#once(key, async () => {
-      const recorded = await this.#lookup(key, "call", target, req);
-      if (recorded) return outcomeOf(recorded);
+    return this.#once(key, "call", target, req, outcomeOf, async () => {
       const step = describeTarget(target);
       const json = this.#requestJson(target, req);
       const outcome = await run(r, req, (o) => this.#write(key, "call", step, json, "completed", o.status === "COMPLETED" ? o.response : undefined));
@@ -94,20 +92,42 @@ export class Outside {
 
   /** Records that `initialize` ran to its end. */
   async markInitialized(): Promise<void> {
-    await this.store.commit(this.#write(INITIALIZE, "initialize", "initialize()", "{}", "completed", undefined));
+    try {
+      await this.store.commit(this.#write(INITIALIZE, "initialize", "initialize()", "{}", "completed", undefined));
+    } catch (e) {
+      // Another server that started at the same moment recorded it first.
+      if (!(await this.initialized())) throw e;
+    }
   }
 
   #spawnOnce(key: IdempotencyKey, target: CallTarget, request: unknown, when: When | undefined): Promise<TaskId> {
-    return this.#once(key, async () => {
-      const recorded = await this.#lookup(key, "spawn", target, request);
-      if (recorded) return JSON.parse(recorded.value!) as TaskId;
+    return this.#once(key, "spawn", target, request, (row) => JSON.parse(row.value!) as TaskId, async () => {
       const json = this.#requestJson(target, request);
       return this.engine.spawn(target, request, when, null, (taskId, w) => this.#write(key, "spawn", describeTarget(target), json, "completed", taskId)(w));
     });
   }
 
-  /** Runs `fn` alone for its key: a concurrent call with the same key waits for it, then finds its record. */
-  async #once<T>(key: IdempotencyKey, fn: () => Promise<T>): Promise<T> {
+  /**
+   * The recorded result of the call under `key`, or `fn`'s, run alone for its key: a
+   * concurrent call with the same key waits for it, then finds its record. A call with the
+   * same key made at once on another server may record first: then this one's record fails
+   * to commit (and its change with it), and the other's result is the answer.
+   */
+  async #once<T>(key: IdempotencyKey, kind: "call" | "spawn", target: CallTarget, request: unknown, fromRecord: (row: IdempotencyRow) => T, fn: () => Promise<T>): Promise<T> {
+    return this.#alone(key, async () => {
+      const recorded = await this.#lookup(key, kind, target, request);
+      if (recorded) return fromRecord(recorded);
+      try {
+        return await fn();
+      } catch (e) {
+        const again = await this.#lookup(key, kind, target, request).catch(() => undefined);
+        if (again) return fromRecord(again);
+        throw e;
+      }
+    });
+  }
+
+  async #alone<T>(key: IdempotencyKey, fn: () => Promise<T>): Promise<T> {
     const id = `${key.seed}\u0000${key.alias}`;
     for (;;) {
       const running = this.#running.get(id);

@@ -8,6 +8,8 @@ import { Outside, type CallFrom } from "./outside.js";
 import { InvalidArgument, MendError, TaskNotFound } from "../api/errors.js";
 import { checkTarget } from "../api/ids.js";
 import { normalUuidPrefix, shortestUniquePrefix, TaskId, type When } from "../api/task-id.js";
+import { isPostgresUrl } from "../store/pg-open.js";
+import { PgStore } from "../store/pg-store.js";
 import { SqliteStore } from "../store/sqlite-store.js";
 import type { AttemptRow, TaskFilter, TaskListRow, TaskRow, VersionRow } from "../store/statements.js";
 import type { Store, StoreWriter } from "../store/store.js";
@@ -20,6 +22,20 @@ import { catchStrayErrors, runOwned } from "./stray.js";
 import { CodeVersion, type ResolvedMethod } from "./version.js";
 
 export interface RuntimeOptions {
+  /**
+   * A PostgreSQL database to keep state and tasks in (`postgresql://user@host/db`), shared by
+   * every runtime started on it: they share the work (see the README's "Running on several
+   * servers"). The store is the first schema of the URL's search_path (`?options=-c%20search_path%3Dname`
+   * picks another). Without it, the store is an SQLite file (`path`, `directory`).
+   */
+  store?: string;
+  /**
+   * On a PostgreSQL store: how long a server's claim on a running task (and its instance
+   * locks) lasts unless the server renews it (it does, every third of it, while it lives).
+   * When a server dies, another runs its tasks again once their lease has ended.
+   * @defaultValue 10000
+   */
+  leaseMs?: number;
   /** The store file. @defaultValue `<directory>/mend.sqlite` */
   path?: string;
   /** The folder of the store; a new temporary folder, removed on stop, if neither is given. */
@@ -115,6 +131,15 @@ interface Checked {
 
 /** The options, checked before anything is opened: a bad one is a clear error. */
 function checkOptions(options: RuntimeOptions): Checked {
+  if (options.store !== undefined) {
+    if (typeof options.store !== "string" || !isPostgresUrl(options.store))
+      throw new MendError("INVALID_OPTION", "store must be a PostgreSQL URL (postgresql://user@host/db); an SQLite store is given with path or directory.");
+    if (options.path !== undefined || options.directory !== undefined)
+      throw new MendError("INVALID_OPTION", "store (PostgreSQL) and path or directory (SQLite) name two stores: give one.");
+    if (options.recovery !== undefined) throw new MendError("INVALID_OPTION", "recovery applies to an SQLite store only.");
+  }
+  if (options.leaseMs !== undefined && (!Number.isSafeInteger(options.leaseMs) || options.leaseMs < 100))
+    throw new MendError("INVALID_OPTION", `leaseMs must be an integer of at least 100, got ${String(options.leaseMs)}.`);
   if (options.synchronous !== undefined && !SYNCHRONOUS.includes(options.synchronous))
     throw new MendError("INVALID_OPTION", `synchronous must be FULL or NORMAL, got ${String(options.synchronous)}.`);
   const concurrency = options.concurrency ?? 256;
@@ -180,14 +205,21 @@ export class Runtime {
   static async start(application: Application, options: RuntimeOptions = {}): Promise<Runtime> {
     if (!Application.is(application)) throw new MendError("INVALID_APPLICATION", "Runtime.start() needs an Application.");
     const checked = checkOptions(options);
-    const temporary = options.path || options.directory ? undefined : mkdtempSync(join(tmpdir(), "mend-"));
-    const path = options.path ?? join(options.directory ?? temporary!, "mend.sqlite");
     let store: Store;
-    try {
-      store = new SqliteStore(path, { synchronous: options.synchronous });
-    } catch (e) {
-      if (temporary) rmSync(temporary, { recursive: true, force: true });
-      throw e;
+    let temporary: string | undefined;
+    let path: string;
+    if (options.store !== undefined) {
+      store = await PgStore.open(options.store, options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs });
+      path = store.location;
+    } else {
+      temporary = options.path || options.directory ? undefined : mkdtempSync(join(tmpdir(), "mend-"));
+      path = options.path ?? join(options.directory ?? temporary!, "mend.sqlite");
+      try {
+        store = new SqliteStore(path, { synchronous: options.synchronous });
+      } catch (e) {
+        if (temporary) rmSync(temporary, { recursive: true, force: true });
+        throw e;
+      }
     }
     const runtime = new Runtime(store, temporary, path, checked);
     runtime.#keepAlive = setInterval(() => {}, 2 ** 30);
@@ -405,6 +437,8 @@ export class Runtime {
       clearInterval(this.#keepAlive);
       await this.#engine.stop(options.graceMs ?? 2000);
       this.#stopCatching?.();
+      // Tasks still running here are due at once for the other servers (their attempts are recorded interrupted then).
+      await this.#store.shared?.release(Date.now()).catch(() => {});
       await this.#store.close();
       if (this.#temporary) rmSync(this.#temporary, { recursive: true, force: true });
     })();

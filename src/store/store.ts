@@ -168,7 +168,7 @@ export interface SharedStore {
    */
   claim(limit: number, now: number, version: string, methods: readonly string[]): Promise<{ tasks: ClaimedTask[]; next: number | undefined }>;
   /** Tasks due that no live server can run: each waits for code (`reason` says why); the ones it changed. */
-  orphans(now: number, methods: readonly string[], reason: (type: string, method: string) => string): Promise<TaskKey[]>;
+  orphans(now: number, methods: readonly string[], reason: (type: string, method: string) => string): Promise<(TaskKey & { method: string })[]>;
   /** Tasks waiting for code that these methods can run are due now; how many. */
   wake(now: number, methods: readonly string[]): Promise<number>;
   /** Renews the leases of these running tasks and of the locks held; false if the store could not be reached. */

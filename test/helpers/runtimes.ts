@@ -1,14 +1,19 @@
 import { afterEach } from "vitest";
 import { Runtime, type Application, type RuntimeOptions } from "mend";
+import { newStore, onPostgres } from "./stores.js";
 
 const started: Runtime[] = [];
 afterEach(async () => {
   for (const rt of started.splice(0)) await rt.stop({ graceMs: 0 });
 });
 
-/** Starts a runtime that is stopped after the current test. */
+/**
+ * Starts a runtime that is stopped after the current test; on a new store of the kind under
+ * test (see stores.ts) unless `options` names one.
+ */
 export async function start(app: Application, options: RuntimeOptions = {}): Promise<Runtime> {
-  const rt = await Runtime.start(app, options);
+  const named = options.store !== undefined || options.directory !== undefined || options.path !== undefined;
+  const rt = await Runtime.start(app, named || !onPostgres ? options : { ...options, ...(await newStore()) });
   started.push(rt);
   return rt;
 }
