@@ -1,9 +1,10 @@
 import type { Command } from "commander";
-import { Option } from "commander";
+import { InvalidArgumentError, Option } from "commander";
 import { accessSync, constants, existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { MendError } from "../api/errors.js";
-import { Runtime } from "../runtime/runtime.js";
+import { Runtime, type RuntimeOptions } from "../runtime/runtime.js";
+import { isPostgresUrl } from "../store/pg-open.js";
 import { handleUnownedErrors } from "../runtime/stray.js";
 import { buildApp } from "../server/build.js";
 import { startServer, type RunningServer } from "../server/http.js";
@@ -25,6 +26,8 @@ export interface ServeOptions {
   allowedOrigin: string[];
   maxConnections?: number;
   logFormat: LogFormat;
+  store?: string;
+  leaseMs?: number;
 }
 
 /** Where a named application keeps its state. */
@@ -84,7 +87,14 @@ export function registerServe(program: Command): void {
     .option("--allowed-origin <origin>", "accept cross-origin browser requests from this origin, e.g. https://app.example (repeatable)", collect, [])
     .option("--max-connections <n>", "close connections beyond this many (default 1024)", parseCount)
     .addOption(new Option("--log-format <format>", "how failing attempts are logged to stderr: text, or JSON lines for log collectors").choices(["text", "json"]).default("text"))
+    .addOption(
+      new Option("--store <url>", "keep state and tasks in PostgreSQL (postgresql://user@host/db) instead of <state-directory>/.mend/<name>/mend.sqlite; every server started on it shares the work")
+        .env("MEND_STORE_URL")
+        .argParser(parseStoreUrl),
+    )
+    .option("--lease-ms <ms>", "with --store: how long this server's claim on a running task lasts unless renewed (default 10000)", parseCount)
     .action(async (o: ServeOptions) => {
+      if (o.store === undefined && o.leaseMs !== undefined) throw new MendError("INVALID_OPTION", "--lease-ms applies to a PostgreSQL store (--store) only.");
       process.setSourceMapsEnabled(true);
       // An error of the app's code outside any call or task is reported; the server goes on.
       handleUnownedErrors((error) => console.error(`mend: an error outside any task or call: ${error.stack ?? error.message}`));
@@ -102,7 +112,8 @@ export function registerServe(program: Command): void {
         rmSync(buildDir, { recursive: true, force: true });
       });
       try {
-        runtime = await Runtime.start(await loadApp(await build(o.application, buildDir)), { directory });
+        const store: RuntimeOptions = o.store === undefined ? { directory } : { store: o.store, ...(o.leaseMs === undefined ? {} : { leaseMs: o.leaseMs }) };
+        runtime = await Runtime.start(await loadApp(await build(o.application, buildDir)), store);
         logTasks(runtime, o.logFormat);
         server = await startServer(runtime, {
           host: o.host,
@@ -143,6 +154,11 @@ function logTasks(runtime: Runtime, format: LogFormat): void {
     waiting: (w) => write(log.waiting(w)),
     finished: (taskId) => log.forget(taskId),
   });
+}
+
+function parseStoreUrl(value: string): string {
+  if (!isPostgresUrl(value)) throw new InvalidArgumentError("expected a PostgreSQL URL (postgresql://user@host/db).");
+  return value;
 }
 
 function collect(value: string, all: string[]): string[] {

@@ -213,8 +213,23 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
   async #renew(shared: SharedStore): Promise<void> {
     const now = Date.now();
-    if (await shared.renew([...this.#running.keys()], now)) this.#renewedAt = now;
-    else if (now - this.#renewedAt > shared.leaseMs) {
+    const runs = [...this.#running.values()];
+    const renewed = await shared.renew(runs.map((r) => r.task.uuid), now);
+    if (renewed) {
+      this.#renewedAt = now;
+      // Cancelled, or taken over by another server (this one's lease ended before it renewed it): stop now.
+      const gone = runs.filter((run) => !renewed.has(run.task.uuid) && this.#running.get(run.task.uuid) === run && !run.ending && !run.controller.signal.aborted);
+      if (gone.length > 0) {
+        const rows = await this.store.getTasks(gone.map((run) => run.task.uuid)).catch(() => []);
+        const cancelled = new Set(rows.filter((r) => r.status === "CANCELLED").map((r) => r.uuid));
+        const lost = new MendError("LEASE_LOST", "Another server runs this task now: this server's lease on it ended before it was renewed.");
+        for (const run of gone) {
+          if (this.#running.get(run.task.uuid) !== run || run.ending || run.controller.signal.aborted) continue;
+          if (cancelled.has(run.task.uuid)) this.#stopCancelled(run);
+          else run.controller.abort(lost);
+        }
+      }
+    } else if (now - this.#renewedAt > shared.leaseMs) {
       // Unreachable for longer than a lease: another server may run these tasks by now.
       const lost = new MendError("LEASE_LOST", "This server could not renew its lease on the task (the store could not be reached); another server may run it.");
       for (const run of this.#running.values()) if (!run.controller.signal.aborted) run.controller.abort(lost);

@@ -54,8 +54,11 @@ export interface NewTask {
 
 /** Writes buffered by a writer or a transaction until it commits. */
 interface Effects {
-  /** `version`: of the state the write was computed from (PostgreSQL refuses the write if it moved on). */
-  writes: Map<string, { type: string; id: string; json: string; version: number }>;
+  /**
+   * `basis`: the version of the state the write was computed from (PostgreSQL refuses the
+   * write if the state moved on); `version`: the version it makes.
+   */
+  writes: Map<string, { type: string; id: string; json: string; basis: number; version: number }>;
   tasks: NewTask[];
   /** Instance locks a transaction holds until it ends. */
   held: Map<string, () => void>;
@@ -372,7 +375,7 @@ export class Executor {
    */
   async #transaction(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
     const owner = newOwner(true);
-    for (;;) {
+    for (let remote = 0; ; ) {
       const effects = newEffects(owner, o.witness !== undefined);
       let conflict: LockConflict;
       try {
@@ -383,8 +386,10 @@ export class Executor {
       } finally {
         for (const release of effects.held.values()) release();
       }
-      // Held by another server: wait until it lets go (or a while), then run again.
-      if (conflict instanceof RemoteLockConflict) await this.#shared!.whenFree(50, o.signal);
+      // Held by another server, whose transactions have no age here to order them by: wait a
+      // random while, longer each time, so that two that want each other's instances do not
+      // keep meeting.
+      if (conflict instanceof RemoteLockConflict) await this.#shared!.backOff(remote++, o.signal);
       else await this.#locks.whenFree(conflict.key, o.signal);
     }
   }
@@ -417,7 +422,7 @@ export class Executor {
   async #workflow(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
     if (!o.task) throw new NotAllowed(`${r.type.name}.${r.method.name} is a workflow: it runs only as a task.`);
     const { version, signal, task } = o;
-    const memo = new Memo(this.store, task.taskId.taskUuid, this.options.maxValueBytes);
+    const memo = new Memo(this.store, task.taskId.taskUuid, task.attempt, this.options.maxValueBytes);
     const run = new WorkflowRun({ runner: this, host: this.host, memo, version, signal, taskId: task.taskId, base: this.#caller("workflow", o) });
     const ctx = new WorkflowContext(run.caller(), "workflow", r.type.name, stateId, signal, task.taskId, task.attempt);
     ctx[STEPS] = run;
@@ -528,7 +533,7 @@ export class Executor {
   /** A state a method left, to commit: serialised (and checked) now. */
   #wrote(effects: Effects, key: string, r: ResolvedMethod, stateId: string, state: unknown): void {
     const json = this.states.serialise(r.type, stateId, state, r.method.name);
-    effects.writes.set(key, { type: r.type.name, id: stateId, json, version: effects.versions.get(key) ?? 0 });
+    effects.writes.set(key, { type: r.type.name, id: stateId, json, basis: effects.versions.get(key) ?? 0, version: newStateVersion() });
   }
 
   /** The durable state of an instance, as a workflow's `read()` gives it. */
@@ -562,7 +567,7 @@ export class Executor {
       const value = await abortable(Promise.resolve().then(() => fn(state)), options.signal);
       if (options.signal.aborted) throw abortReason(options.signal);
       const written = this.states.serialise(type, target.stateId, state, "write()");
-      effects.writes.set(key, { type: target.stateType, id: target.stateId, json: written, version: latest?.version ?? 0 });
+      effects.writes.set(key, { type: target.stateType, id: target.stateId, json: written, basis: latest?.version ?? 0, version: newStateVersion() });
       await this.#commit(effects, options.record?.(value));
       return value;
     } finally {
@@ -596,7 +601,7 @@ export class Executor {
     };
     const now = Date.now();
     const committed = this.store.commit((sql) => {
-      for (const w of writes) sql.writeState(w.type, w.id, w.json, w.version);
+      for (const w of writes) sql.writeState(w.type, w.id, w.json, w.basis, w.version);
       for (const t of effects.tasks)
         sql.insertTask({ uuid: t.uuid, state_type: t.stateType, state_id: t.stateId, method: t.method, request: t.request, due_at: t.dueAt, created_at: t.createdAt, now, parent_uuid: t.parentUuid });
       extra?.(sql);
@@ -747,6 +752,15 @@ function withDeadline(parent: AbortSignal, ms: number, what: string): { signal: 
       parent.removeEventListener("abort", onParent);
     },
   };
+}
+
+/**
+ * The version a write gives a state: a random number, not a count, so that two writes
+ * computed from the same state (on two servers, one of which lost its lock) never make the
+ * same version, and a write computed from either is refused once the other committed.
+ */
+function newStateVersion(): number {
+  return 1 + Math.floor(Math.random() * (Number.MAX_SAFE_INTEGER - 1));
 }
 
 function newEffects(owner: LockOwner = newOwner(false), witnessing = false): Effects {

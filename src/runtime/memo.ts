@@ -76,6 +76,8 @@ export class Memo {
   constructor(
     private readonly store: Store,
     private readonly taskUuid: string,
+    /** The attempt that runs the workflow: its records are refused once another server runs the task. */
+    private readonly attempt: number,
     private readonly maxValueBytes = DEFAULT_MAX_VALUE_BYTES,
   ) {}
 
@@ -103,7 +105,10 @@ export class Memo {
    */
   write(alias: string, kind: StepKind, step: string, status: MemoStatus, value: unknown, what: string): (w: StoreWriter) => void {
     const json = toStoredJson(value, what, this.maxValueBytes);
-    return (w) => w.putMemo({ task_uuid: this.taskUuid, alias, kind, step, status, value: json, now: Date.now() });
+    return (w) => {
+      w.checkTask(this.taskUuid, this.attempt);
+      w.putMemo({ task_uuid: this.taskUuid, alias, kind, step, status, value: json, now: Date.now() });
+    };
   }
 
   /** Records a step durably; returns the value as a later attempt will read it. */

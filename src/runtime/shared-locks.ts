@@ -28,6 +28,17 @@ export class SharedLocks {
   #spareScheduled = false;
   /** Waiting for another server to let go of a lock. */
   readonly #waiting = new Set<() => void>();
+  /**
+   * The lock and unlock statements, one after another: a lock taken again while the
+   * statement that lets it go is on its way must not be let go by it.
+   */
+  #io: Promise<unknown> = Promise.resolve();
+
+  #inTurn<T>(statement: () => Promise<T>): Promise<T> {
+    const next = this.#io.then(statement, statement);
+    this.#io = next.catch(() => {});
+    return next;
+  }
 
   constructor(private readonly store: SharedStore) {}
 
@@ -66,7 +77,23 @@ export class SharedLocks {
       this.#spareScheduled = false;
       const keys = [...this.#spare];
       this.#spare.clear();
-      if (keys.length > 0) this.store.unlock(keys).catch(() => {}); // not let go: it ends with the lease
+      // Let go of only if still spare when its turn comes; one not let go ends with the lease.
+      if (keys.length > 0)
+        this.#inTurn(() => {
+          const still = keys.filter((k) => !this.#held.has(k));
+          return still.length > 0 ? this.store.unlock(still) : Promise.resolve();
+        }).catch(() => {});
+    });
+  }
+
+  /** A random wait before a transaction that met a lock held elsewhere runs again (its `n`-th time): up to 20 ms, doubling, at most 1 s. */
+  backOff(n: number, signal?: AbortSignal): Promise<void> {
+    const ms = Math.random() * Math.min(1000, 20 * 2 ** n);
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const onAbort = () => (clearTimeout(timer), reject(signal!.reason));
+      const timer = setTimeout(() => (signal?.removeEventListener("abort", onAbort), resolve()), ms);
+      signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 
@@ -115,7 +142,7 @@ export class SharedLocks {
         this.#askScheduled = false;
         const asked = this.#asked;
         this.#asked = new Map();
-        this.store.lock([...asked.keys()], Date.now()).then(
+        this.#inTurn(() => this.store.lock([...asked.keys()], Date.now())).then(
           (got) => {
             for (const [key, waiters] of asked) {
               // One asker gets it; the others of this server queue behind it in-process, and find it held.

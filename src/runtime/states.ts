@@ -61,14 +61,11 @@ export class States {
     return toStoredJson(parsed.data, `The state of ${describeState(type.name, id)}`, this.maxValueBytes) ?? "{}";
   }
 
-  /**
-   * Records a write that is on its way to disk (computed from `version`); call the result
-   * once it is there.
-   */
+  /** Records a write that is on its way to disk (which makes `version`); call the result once it is there. */
   setPending(type: string, id: string, json: string, version: number): () => void {
     const key = stateKey(type, id);
     const gen = ++this.#gen;
-    this.#pending.set(key, { json, version: version + 1, gen });
+    this.#pending.set(key, { json, version, gen });
     return () => {
       if (this.#pending.get(key)?.gen === gen) this.#pending.delete(key);
       if (this.#watchers.size > 0) this.#changed(key);

@@ -315,18 +315,18 @@ export class PgStore implements Store, SharedStore {
     return rowCount ?? 0;
   }
 
-  async renew(uuids: readonly string[], now: number): Promise<boolean> {
+  async renew(uuids: readonly string[], now: number): Promise<Set<string> | undefined> {
     try {
-      await this.#pool.query({
+      const { rows } = await this.#pool.query<{ uuid: string }>({
         name: "mend.renew",
-        text: `WITH t AS (UPDATE tasks SET due_at = $2::bigint + $3::bigint WHERE owner = $1 AND status = 'STARTED' AND uuid = ANY($4::text[])),
-          l AS (UPDATE instance_locks SET until = $2::bigint + $3::bigint WHERE owner = $1)
-          UPDATE servers SET heartbeat_at = $2 WHERE id = $1`,
+        text: `WITH l AS (UPDATE instance_locks SET until = $2::bigint + $3::bigint WHERE owner = $1),
+          s AS (UPDATE servers SET heartbeat_at = $2 WHERE id = $1)
+          UPDATE tasks SET due_at = $2::bigint + $3::bigint WHERE owner = $1 AND status = 'STARTED' AND uuid = ANY($4::text[]) RETURNING uuid`,
         values: [this.serverId, now, this.leaseMs, uuids],
       });
-      return true;
+      return new Set(rows.map((r) => r.uuid));
     } catch {
-      return false;
+      return undefined;
     }
   }
 

@@ -12,7 +12,8 @@ export type PgOp =
   | { k: "cancel"; uuid: string; now: number; result: (changed: boolean) => void }
   | { k: "retry"; uuid: string; now: number; result: ((changed: boolean) => void) | undefined }
   | { k: "retryFailing"; now: number; result: (rows: TaskKey[]) => void }
-  | { k: "state"; type: string; id: string; json: string; version: number }
+  | { k: "state"; type: string; id: string; json: string; basis: number; version: number }
+  | { k: "check"; uuid: string; attempt: number }
   | { k: "memo"; m: Omit<MemoRow, "updated_at"> & { now: number } }
   | { k: "record"; r: IdempotencyRow }
   | { k: "version"; v: VersionRow };
@@ -80,8 +81,12 @@ export class Recorder implements StoreWriter {
     this.ops.push({ k: "retryFailing", now, result });
   }
 
-  writeState(type: string, id: string, json: string, version: number): void {
-    this.ops.push({ k: "state", type, id, json, version });
+  writeState(type: string, id: string, json: string, basis: number, version: number): void {
+    this.ops.push({ k: "state", type, id, json, basis, version });
+  }
+
+  checkTask(uuid: string, attempt: number): void {
+    this.ops.push({ k: "check", uuid, attempt });
   }
 
   putMemo(m: Omit<MemoRow, "updated_at"> & { now: number }): void {
@@ -150,9 +155,13 @@ export async function runWrites(client: PoolClient, groups: readonly PgOp[][], m
   const singles: PgOp[] = [];
   const memos = new Map<string, Extract<PgOp, { k: "memo" }>["m"]>();
   const records: IdempotencyRow[] = [];
+  const checks = new Map<string, number>();
   for (const ops of groups)
     for (const op of ops) {
       switch (op.k) {
+        case "check":
+          checks.set(op.uuid, op.attempt);
+          break;
         case "insert":
           inserts.push(op.t);
           break;
@@ -178,6 +187,20 @@ export async function runWrites(client: PoolClient, groups: readonly PgOp[][], m
     }
   const news: News = { due: Infinity, finished: [], cancelled: [] };
 
+  if (checks.size > 0) {
+    // Locked until the commit: a claim by another server waits for it (or skips the task).
+    const { rows } = await client.query<{ uuid: string }>({
+      name: "mend.checkTasks",
+      text: `SELECT t.uuid FROM tasks t JOIN unnest($1::text[], $2::int[]) AS v(uuid, attempt) ON t.uuid = v.uuid
+        WHERE t.status = 'STARTED' AND t.owner = $3 AND t.attempts = v.attempt FOR SHARE OF t`,
+      values: [[...checks.keys()], [...checks.values()], me],
+    });
+    if (rows.length !== checks.size) {
+      const ok = new Set(rows.map((r) => r.uuid));
+      throw new TaskLost([...checks.keys()].filter((u) => !ok.has(u)));
+    }
+  }
+
   if (inserts.length > 0) {
     for (const t of inserts) {
       fault("store.insertTask");
@@ -197,10 +220,10 @@ export async function runWrites(client: PoolClient, groups: readonly PgOp[][], m
       for (const op of list) fault("store.writeState", op.type, op.id, op.json);
       // A chain of writes to one instance in this group: each computed from the one before.
       for (let i = 1; i < list.length; i++)
-        if (list[i]!.version !== list[i - 1]!.version + 1) throw new StateMoved(`${list[i]!.type}('${list[i]!.id}')`);
+        if (list[i]!.basis !== list[i - 1]!.version) throw new StateMoved(`${list[i]!.type}('${list[i]!.id}')`);
       const first = list[0]!;
       const last = list.at(-1)!;
-      rows.push([first.type, first.id, last.json, first.version, last.version + 1]);
+      rows.push([first.type, first.id, last.json, first.basis, last.version]);
     }
     const { rows: written } = await client.query<{ state_type: string; state_id: string }>({
       name: "mend.writeStates",

@@ -55,7 +55,7 @@ export interface Store {
   close(): Promise<void>;
 }
 
-/** A state instance as stored: its JSON, and its version (each write adds one; what PostgreSQL fences writes with). */
+/** A state instance as stored: its JSON, and its version (each write makes a new one; what PostgreSQL fences writes with). */
 export interface StoredState {
   json: string;
   version: number;
@@ -112,8 +112,16 @@ export interface StoreWriter {
   retryTask(uuid: string, now: number, result?: (changed: boolean) => void): void;
   /** Every failing task due now, its backoff reset; `result` gets those it changed. */
   retryFailing(now: number, result: (rows: TaskKey[]) => void): void;
-  /** `version` is the version of the state the change was computed from (0: none). */
-  writeState(type: string, id: string, json: string, version: number): void;
+  /**
+   * `basis`: the version of the state the change was computed from (0: none); `version`: the
+   * one it makes. A store several servers share refuses it if the state is at another version.
+   */
+  writeState(type: string, id: string, json: string, basis: number, version: number): void;
+  /**
+   * The writes of this commit are made by attempt `attempt` of the task `uuid`: on a store
+   * several servers share, they are refused unless this server still runs it in that attempt.
+   */
+  checkTask(uuid: string, attempt: number): void;
   putMemo(m: Omit<MemoRow, "updated_at"> & { now: number }): void;
   /** A second record under the same key fails the commit it is part of. */
   putRecord(r: IdempotencyRow): void;
@@ -171,8 +179,12 @@ export interface SharedStore {
   orphans(now: number, methods: readonly string[], reason: (type: string, method: string) => string): Promise<(TaskKey & { method: string })[]>;
   /** Tasks waiting for code that these methods can run are due now; how many. */
   wake(now: number, methods: readonly string[]): Promise<number>;
-  /** Renews the leases of these running tasks and of the locks held; false if the store could not be reached. */
-  renew(uuids: readonly string[], now: number): Promise<boolean>;
+  /**
+   * Renews the leases of these running tasks and of the locks held: the tasks it renewed
+   * (one missing was taken over by another server, or cancelled); undefined if the store
+   * could not be reached.
+   */
+  renew(uuids: readonly string[], now: number): Promise<Set<string> | undefined>;
   /** Takes instance locks (`Type\u0000id`) for this server: those it got. */
   lock(keys: readonly string[], now: number): Promise<Set<string>>;
   /** Lets instance locks go. */

@@ -3,6 +3,7 @@
 // moments and restarted on the same store; then every task, counter and logged effect
 // is checked against the store, opened with better-sqlite3 once the runtime is gone.
 import Database from "better-sqlite3";
+import pg from "pg";
 import { execa, type ResultPromise } from "execa";
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
@@ -98,12 +99,16 @@ class ServeTarget implements Target {
   up: Promise<void> = Promise.resolve();
   #child!: ResultPromise;
 
-  constructor(private readonly appDir: string) {
+  /** `flags`: more flags of `mend serve` (`--store`). */
+  constructor(
+    private readonly appDir: string,
+    private readonly flags: string[] = [],
+  ) {
     this.storePath = join(appDir, ".mend/chaos/mend.sqlite");
   }
 
   async start(): Promise<void> {
-    this.#child = execa("node", [cli, "serve", "--application", "src/main.ts", "--name", "chaos", "--port", "0"], {
+    this.#child = execa("node", [cli, "serve", "--application", "src/main.ts", "--name", "chaos", "--port", "0", ...this.flags], {
       cwd: this.appDir,
       reject: false,
       stdin: "ignore",
@@ -129,6 +134,52 @@ class ServeTarget implements Target {
   async stop(): Promise<number | undefined> {
     this.#child.kill("SIGTERM");
     return (await this.#child).exitCode;
+  }
+}
+
+/**
+ * Several `mend serve` on one PostgreSQL store: each request goes to a server that is up (in
+ * turn), and each kill hits one of them at random, which is restarted.
+ */
+class ClusterTarget implements Target {
+  readonly storePath: string;
+  readonly up: Promise<void> = Promise.resolve();
+  readonly #servers: ServeTarget[];
+  readonly #restarting = new Set<ServeTarget>();
+  #next = 0;
+
+  constructor(appDir: string, store: string, servers: number, leaseMs: number, private readonly random: () => number) {
+    this.storePath = store;
+    this.#servers = Array.from({ length: servers }, () => new ServeTarget(appDir, ["--store", store, "--lease-ms", String(leaseMs)]));
+  }
+
+  async start(): Promise<void> {
+    // One after another: the first creates the store, the others find it.
+    for (const s of this.#servers) await s.start();
+  }
+
+  get url(): string {
+    for (let i = 0; i < this.#servers.length; i++) {
+      const s = this.#servers[this.#next++ % this.#servers.length]!;
+      if (!this.#restarting.has(s)) return s.url;
+    }
+    return this.#servers[0]!.url;
+  }
+
+  async kill(): Promise<void> {
+    const s = this.#servers[Math.floor(this.random() * this.#servers.length)]!;
+    this.#restarting.add(s);
+    try {
+      await s.kill();
+    } finally {
+      this.#restarting.delete(s);
+    }
+  }
+
+  /** Stops every server; the exit code they share, or the first that differs from 143. */
+  async stop(): Promise<number | undefined> {
+    const codes = await Promise.all(this.#servers.map((s) => s.stop()));
+    return codes.find((c) => c !== 143) ?? 143;
   }
 }
 
@@ -260,7 +311,12 @@ function plan(random: () => number, n: number, log: string): Planned[] {
 }
 
 export interface ChaosOptions {
-  mode: "serve" | "dev";
+  /** `cluster`: several `mend serve` on one PostgreSQL store (`store`). */
+  mode: "serve" | "dev" | "cluster";
+  /** The PostgreSQL store of a cluster. */
+  store?: string;
+  /** Servers of a cluster. @defaultValue 3 */
+  servers?: number;
   seed: number;
   /** Tasks the driver spawns (workflows spawn one child each on top). */
   tasks: number;
@@ -302,8 +358,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const workload = plan(prng(o.seed), o.tasks, log);
   const killRandom = prng(o.seed ^ 0x5eed);
   const saveRandom = prng(o.seed ^ 0xfeed);
-  const target: Target & { save?: () => void; dev?: DevRun } = o.mode === "serve" ? new ServeTarget(appDir) : new DevTarget(appDir);
-  await (target as ServeTarget | DevTarget).start();
+  const target: Target & { save?: () => void; dev?: DevRun } =
+    o.mode === "serve"
+      ? new ServeTarget(appDir)
+      : o.mode === "cluster"
+        ? new ClusterTarget(appDir, o.store!, o.servers ?? 3, 2000, prng(o.seed ^ 0xc1a5))
+        : new DevTarget(appDir);
+  await (target as ServeTarget | DevTarget | ClusterTarget).start();
 
   const send = async (method: "GET" | "POST", path: string, body?: unknown): Promise<Answer> => {
     await target.up;
@@ -410,11 +471,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     settled = false;
   }
   const exit = await target.stop();
-  const expectedExit = o.mode === "serve" ? 143 : 130;
+  const expectedExit = o.mode === "dev" ? 130 : 143;
   if (exit !== expectedExit) problem(`the runtime exited with ${exit} on a clean stop, not ${expectedExit}`);
   if (!settled) problem(`tasks were still unfinished ${settleTimeoutMs / 1000} s after the last kill`);
 
-  const verdict = check(target.storePath, workload, log, problem);
+  const verdict = verdictOf(o.mode === "cluster" ? await readPostgres(target.storePath) : readSqlite(target.storePath, problem), workload, log, problem);
   const ms = Date.now() - t0;
   const summary =
     `chaos ${o.mode}: ${verdict.tasks} tasks, ${kills} kills, ${verdict.lost} lost, ${verdict.duplicated} duplicated, ` +
@@ -446,7 +507,22 @@ interface TaskRow {
   parent_uuid: string | null;
 }
 
-function check(storePath: string, workload: Planned[], log: string, problem: (line: string) => void) {
+interface StoreRows {
+  tasks: TaskRow[];
+  attempts: { task_uuid: string; number: number; started_at: number; outcome: string | null }[];
+  memos: { task_uuid: string; kind: string; step: string; status: string }[];
+  states: { state_id: string; state: string }[];
+}
+
+const QUERIES = {
+  tasks: "SELECT * FROM tasks",
+  attempts: "SELECT task_uuid, number, started_at, outcome FROM attempts ORDER BY task_uuid, number",
+  memos: "SELECT task_uuid, kind, step, status FROM memos",
+  states: "SELECT state_id, state FROM states WHERE state_type = 'Counter'",
+};
+
+/** The store's rows, once the runtime is gone; its integrity checked by SQLite. */
+function readSqlite(storePath: string, problem: (line: string) => void): StoreRows {
   if (!existsSync(storePath)) throw new Error(`no store at ${storePath}`);
   const db = new Database(storePath);
   try {
@@ -454,11 +530,32 @@ function check(storePath: string, workload: Planned[], log: string, problem: (li
     if (integrity !== "ok") problem(`PRAGMA integrity_check: ${String(integrity)}`);
     const fk = db.pragma("foreign_key_check") as unknown[];
     if (fk.length > 0) problem(`PRAGMA foreign_key_check: ${JSON.stringify(fk.slice(0, 5))}`);
+    return {
+      tasks: db.prepare(QUERIES.tasks).all() as StoreRows["tasks"],
+      attempts: db.prepare(QUERIES.attempts).all() as StoreRows["attempts"],
+      memos: db.prepare(QUERIES.memos).all() as StoreRows["memos"],
+      states: db.prepare(QUERIES.states).all() as StoreRows["states"],
+    };
+  } finally {
+    db.close();
+  }
+}
 
-    const tasks = db.prepare("SELECT * FROM tasks").all() as TaskRow[];
-    const attempts = db.prepare("SELECT task_uuid, number, started_at, outcome FROM attempts").all() as { task_uuid: string; number: number; started_at: number; outcome: string | null }[];
-    const memos = db.prepare("SELECT task_uuid, kind, step, status FROM memos").all() as { task_uuid: string; kind: string; step: string; status: string }[];
-    const states = db.prepare("SELECT state_id, state FROM states WHERE state_type = 'Counter'").all() as { state_id: string; state: string }[];
+/** The store's rows in PostgreSQL, once every server is gone (its foreign keys are enforced as it goes). */
+async function readPostgres(url: string): Promise<StoreRows> {
+  const client = new pg.Client({ connectionString: url, types: { getTypeParser: ((oid: number, format: "text") => (oid === 20 ? Number : pg.types.getTypeParser(oid, format))) as never } });
+  await client.connect();
+  try {
+    const all = async <T>(sql: string) => (await client.query(sql)).rows as T[];
+    return { tasks: await all(QUERIES.tasks), attempts: await all(QUERIES.attempts), memos: await all(QUERIES.memos), states: await all(QUERIES.states) };
+  } finally {
+    await client.end();
+  }
+}
+
+function verdictOf(rows: StoreRows, workload: Planned[], log: string, problem: (line: string) => void) {
+  {
+    const { tasks, attempts, memos, states } = rows;
 
     let lost = 0;
     let duplicated = 0;
@@ -569,7 +666,5 @@ function check(storePath: string, workload: Planned[], log: string, problem: (li
 
     const interrupted = attempts.filter((a) => a.outcome === "INTERRUPTED").length;
     return { tasks: tasks.length, lost, duplicated, cancelled, aborted, interrupted, reruns, unknown };
-  } finally {
-    db.close();
   }
 }
