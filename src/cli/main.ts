@@ -4,6 +4,7 @@ import { MendError } from "../api/errors.js";
 import { isDiskFull } from "../store/open.js";
 import { registerInit } from "./init.js";
 import { registerServe } from "./serve.js";
+import { registerStoreCommands } from "./store.js";
 import { registerTaskCommands } from "./task.js";
 import { registerDevCommands } from "../../dev/commands.js";
 
@@ -17,6 +18,7 @@ const program = new Command("mend")
 registerInit(program);
 registerServe(program);
 registerTaskCommands(program);
+registerStoreCommands(program);
 registerDevCommands(program);
 for (const cmd of program.commands) {
   cmd.exitOverride();

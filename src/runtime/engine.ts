@@ -214,7 +214,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   async #renew(shared: SharedStore): Promise<void> {
     const now = Date.now();
     const runs = [...this.#running.values()];
-    const renewed = await shared.renew(runs.map((r) => r.task.uuid), now);
+    const renewed = await shared.renew(runs.map((r) => r.task.uuid), this.#executor.heldLocks(), now);
     if (renewed) {
       this.#renewedAt = now;
       // Cancelled, or taken over by another server (this one's lease ended before it renewed it): stop now.

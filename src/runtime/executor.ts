@@ -33,7 +33,7 @@ import { dueTime, TaskId } from "../api/task-id.js";
 import type { Store, StoreWriter } from "../store/store.js";
 import { toStoredJson } from "./json.js";
 import { KeyedMutex, LockConflict, newOwner, type LockOwner } from "./locks.js";
-import { RemoteLockConflict, SharedLocks } from "./shared-locks.js";
+import { SharedLocks } from "./shared-locks.js";
 import { describeState, stateKey, type States } from "./states.js";
 import type { CodeVersion, ResolvedMethod } from "./version.js";
 import { Memo } from "./memo.js";
@@ -160,7 +160,7 @@ export function storedJsonOf(outcome: Outcome): string | null {
 
 /** Runs one method of any kind with the right context, locks and commit. @internal */
 export class Executor {
-  readonly #locks = new KeyedMutex();
+  readonly #locks: KeyedMutex;
   /** A store several servers share: instance locks across them too. */
   readonly #shared: SharedLocks | undefined;
 
@@ -171,11 +171,17 @@ export class Executor {
     private readonly options: ExecutorOptions = { effectValidation: "disabled", onEffectValidation: () => {} },
   ) {
     this.#shared = store.shared && new SharedLocks(store.shared);
+    this.#locks = new KeyedMutex(this.#shared !== undefined);
   }
 
   /** Another server let go of an instance lock. */
   unlocked(): void {
     this.#shared?.unlocked();
+  }
+
+  /** The instance locks this server holds in a shared store. */
+  heldLocks(): string[] {
+    return this.#shared?.held() ?? [];
   }
 
   /**
@@ -389,7 +395,7 @@ export class Executor {
       // Held by another server, whose transactions have no age here to order them by: wait a
       // random while, longer each time, so that two that want each other's instances do not
       // keep meeting.
-      if (conflict instanceof RemoteLockConflict) await this.#shared!.backOff(remote++, o.signal);
+      if (this.#shared) await this.#shared.backOff(remote++, o.signal);
       else await this.#locks.whenFree(conflict.key, o.signal);
     }
   }

@@ -60,6 +60,11 @@ export class SharedLocks {
     }
   }
 
+  /** The instance locks this server holds in the store now (their lease is renewed). */
+  held(): string[] {
+    return [...this.#held.keys(), ...this.#spare];
+  }
+
   /** Keeps a key held one more time (a commit in flight), if it is held. */
   keep(key: string): boolean {
     return this.#take(key);

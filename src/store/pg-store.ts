@@ -315,14 +315,16 @@ export class PgStore implements Store, SharedStore {
     return rowCount ?? 0;
   }
 
-  async renew(uuids: readonly string[], now: number): Promise<Set<string> | undefined> {
+  async renew(uuids: readonly string[], locks: readonly string[], now: number): Promise<Set<string> | undefined> {
+    const [types, ids] = splitKeys(locks, "\u0000");
     try {
       const { rows } = await this.#pool.query<{ uuid: string }>({
         name: "mend.renew",
-        text: `WITH l AS (UPDATE instance_locks SET until = $2::bigint + $3::bigint WHERE owner = $1),
+        text: `WITH l AS (UPDATE instance_locks SET until = $2::bigint + $3::bigint
+                 WHERE owner = $1 AND (state_type, state_id) IN (SELECT * FROM unnest($5::text[], $6::text[]))),
           s AS (UPDATE servers SET heartbeat_at = $2 WHERE id = $1)
           UPDATE tasks SET due_at = $2::bigint + $3::bigint WHERE owner = $1 AND status = 'STARTED' AND uuid = ANY($4::text[]) RETURNING uuid`,
-        values: [this.serverId, now, this.leaseMs, uuids],
+        values: [this.serverId, now, this.leaseMs, uuids, types, ids],
       });
       return new Set(rows.map((r) => r.uuid));
     } catch {

@@ -315,15 +315,21 @@ async function runSingle(client: PoolClient, op: PgOp, news: News): Promise<void
   switch (op.k) {
     case "cancel": {
       fault("store.cancelTask");
-      const { rows } = await client.query<{ n: number }>({
+      const { rowCount } = await client.query({
         name: "mend.cancelTask",
-        text: `WITH c AS (UPDATE tasks SET status = 'CANCELLED', due_at = NULL, owner = NULL, updated_at = $2
-                 WHERE uuid = $1 AND status NOT IN ('COMPLETED', 'ABORTED', 'CANCELLED') RETURNING uuid),
-               a AS (UPDATE attempts SET ended_at = $2, outcome = 'CANCELLED' WHERE task_uuid IN (SELECT uuid FROM c) AND ended_at IS NULL)
-               SELECT count(*)::int AS n FROM c`,
+        text: `UPDATE tasks SET status = 'CANCELLED', due_at = NULL, owner = NULL, updated_at = $2
+          WHERE uuid = $1 AND status NOT IN ('COMPLETED', 'ABORTED', 'CANCELLED')`,
         values: [op.uuid, op.now],
       });
-      const changed = rows[0]!.n > 0;
+      const changed = (rowCount ?? 0) > 0;
+      // A statement of its own, after the task's row is locked: it sees an attempt that a claim,
+      // which held the row a moment ago, has just recorded.
+      if (changed)
+        await client.query({
+          name: "mend.cancelAttempts",
+          text: `UPDATE attempts SET ended_at = $2, outcome = 'CANCELLED' WHERE task_uuid = $1 AND ended_at IS NULL`,
+          values: [op.uuid, op.now],
+        });
       if (changed) news.finished.push(op.uuid), news.cancelled.push(op.uuid);
       op.result(changed);
       return;

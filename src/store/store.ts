@@ -180,11 +180,11 @@ export interface SharedStore {
   /** Tasks waiting for code that these methods can run are due now; how many. */
   wake(now: number, methods: readonly string[]): Promise<number>;
   /**
-   * Renews the leases of these running tasks and of the locks held: the tasks it renewed
+   * Renews the leases of these running tasks and of these instance locks: the tasks it renewed
    * (one missing was taken over by another server, or cancelled); undefined if the store
    * could not be reached.
    */
-  renew(uuids: readonly string[], now: number): Promise<Set<string> | undefined>;
+  renew(uuids: readonly string[], locks: readonly string[], now: number): Promise<Set<string> | undefined>;
   /** Takes instance locks (`Type\u0000id`) for this server: those it got. */
   lock(keys: readonly string[], now: number): Promise<Set<string>>;
   /** Lets instance locks go. */
