@@ -85,6 +85,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
       return;
     }
     fresh = false;
+    debug(`${m.version} loaded by the runtime in ${m.ms.toFixed(1)} ms`);
     if (current && current !== v) builder.remove(current.version);
     current = v;
     const started = changes.length > 0 ? Math.min(...changes.map((c) => c.at)) : undefined;
@@ -179,6 +180,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     const changes = reasons.filter((c): c is Change => c !== undefined);
     for (const p of watched) mtimes.set(p, mtimeOf(p));
     const result = await builder.build();
+    if (result.ok) debug(`built in ${result.ms.toFixed(1)} ms: ${result.compiled.length} of ${result.modules.length} files compiled${result.graph ? ", graph built" : ""}`);
     setTimeout(recheck, 60).unref();
     if (!result.ok) {
       warn(`${pc.red("Build failed")}:\n${result.message}`);
@@ -188,7 +190,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     updateWatched(result);
     const version = `v${next++}`;
     const superseded = latest !== current ? latest : undefined;
-    latest = { version, file: builder.write(version, result.code, result.map) };
+    latest = { version, file: builder.write(version, result) };
     causes.set(version, changes);
     if (superseded) builder.remove(superseded.version);
     if (o.reload === "restart" && current) supervisor.restart();

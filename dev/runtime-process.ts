@@ -5,7 +5,7 @@ import { TaskId } from "../src/api/task-id.js";
 import { Runtime, type RuntimeOptions } from "../src/runtime/runtime.js";
 import { handleUnownedErrors } from "../src/runtime/stray.js";
 import { startServer, type RunningServer } from "../src/server/http.js";
-import { loadApp } from "../src/server/load.js";
+import { loadVersion } from "../src/server/load-version.js";
 import type { FromRuntime, RuntimeConfig, ToRuntime } from "./messages.js";
 
 // An error of the app's code outside any call or task is reported; the runtime goes on.
@@ -21,7 +21,7 @@ async function load(version: string, file: string, retryFailing = false): Promis
   const t0 = performance.now();
   let app;
   try {
-    app = await loadApp(file);
+    app = await loadVersion(file);
   } catch (e) {
     return void send({ type: "load-failed", version, message: (e as Error).message });
   }

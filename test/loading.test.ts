@@ -89,7 +89,7 @@ describe("the dev Builder", () => {
       writeFileSync(join(dir, "main.ts"), "export const n: number = 2;\n");
       const second = await builder.build();
       expect(second).toMatchObject({ ok: true });
-      expect(second.ok && second.code).toContain("n = 2");
+      expect(second.ok && second.modules.map((m) => m.code).join("\n")).toContain("n = 2");
       expect(esbuildChildren().some((pid) => !service.includes(pid))).toBe(true);
     } finally {
       await builder.dispose();
