@@ -44,6 +44,11 @@ export async function loadVersion(manifestFile: string): Promise<Application> {
   return app;
 }
 
+/** Settles once the modules made ahead for the next version are made (or making them stopped). */
+export function sparesReady(): Promise<void> {
+  return spares.ready();
+}
+
 /** The manifest, and each module's code not read for an earlier version. */
 function readVersion(manifestFile: string): VersionManifest {
   try {

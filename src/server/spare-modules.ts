@@ -27,17 +27,29 @@ export class SpareModules {
   #generation = 0;
   #making: Promise<void> = Promise.resolve();
   #timer: NodeJS.Timeout | undefined;
+  #ready: Promise<void> = Promise.resolve();
+  #settle: () => void = () => {};
+
+  /** Settles once the spares prepare() asked for are made, or making them stopped. */
+  ready(): Promise<void> {
+    return this.#ready;
+  }
 
   /** Starts making spares of `manifest`'s modules, in the background; `source` gives each module's built code. */
   prepare(manifest: VersionManifest, source: (record: ModuleRecord) => string): void {
     clearTimeout(this.#timer);
+    this.#settle();
     const generation = ++this.#generation;
+    const ready = new Promise<void>((resolve) => (this.#settle = resolve));
+    this.#ready = ready;
     this.#timer = setTimeout(() => {
-      this.#making = this.#make(manifest, source, generation).catch((e: unknown) => {
-        // Stopped by take(): what was made is kept. A module that does not compile or link
-        // leaves the rest in no state to reuse: the next version makes its own.
-        if (!(e instanceof Stopped)) this.#spares = new Map();
-      });
+      this.#making = this.#make(manifest, source, generation)
+        .catch((e: unknown) => {
+          // Stopped by take(): what was made is kept. A module that does not compile or link
+          // leaves the rest in no state to reuse: the next version makes its own.
+          if (!(e instanceof Stopped)) this.#spares = new Map();
+        })
+        .finally(this.#settle);
     }, DELAY_MS);
     this.#timer.unref();
   }
@@ -47,6 +59,7 @@ export class SpareModules {
     clearTimeout(this.#timer);
     this.#generation++;
     await this.#making;
+    this.#settle();
     const spares = this.#spares;
     this.#spares = new Map();
     return spares;

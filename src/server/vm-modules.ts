@@ -23,9 +23,17 @@ export function adopt(module: vm.Module, importer: DynamicImport): void {
   owners.set(module, importer);
 }
 
+let compiled = 0;
+
+/** How many modules of source files this process has compiled (each version's, and the spares). */
+export function compiledModules(): number {
+  return compiled;
+}
+
 /** The module of one source file, compiled from its built code. */
 export function sourceModule(record: ModuleRecord, source: string): vm.SourceTextModule {
   const url = record.url;
+  compiled++;
   return quietly(
     () =>
       new vm.SourceTextModule(source, {
@@ -102,9 +110,26 @@ export async function linkFromLeaves(root: vm.Module, link: Linker, step: () => 
   }
   for (const module of order) {
     if (module.status !== "unlinked") continue;
-    await module.link(link);
+    try {
+      await module.link(link);
+    } catch (e) {
+      throw importedBy(e, module);
+    }
     await step();
   }
+}
+
+/**
+ * V8's error for an import that does not link (`does not provide an export named …`)
+ * names what was imported, not the file that imports it; linked from the leaves up, that
+ * file is the module being linked. Its stack would only show mend's own frames.
+ */
+function importedBy(error: unknown, module: vm.Module): unknown {
+  if (!(error instanceof SyntaxError) || !module.identifier.startsWith("file:")) return error;
+  const file = fileURLToPath(module.identifier.replace(/[?#].*$/, ""));
+  const named = new SyntaxError(`${error.message} (imported by ${file})`, { cause: error });
+  named.stack = `SyntaxError: ${named.message}`;
+  return named;
 }
 
 let warned = false;
