@@ -31,6 +31,12 @@ export interface EngineEvents {
   "store:error": [{ error: unknown }];
   /** A method ran twice under effect validation (RuntimeOptions.effectValidation). */
   "effect-validation": [EffectValidationEvent];
+  // Emitted only while someone listens (the dashboard's event stream): the task path does not pay for them otherwise.
+  "task:created": [{ taskId: TaskId; method: string; dueAt: number; parentUuid: string | null }];
+  "task:retried": [{ taskId: TaskId }];
+  "task:rerun": [{ taskId: TaskId; fromStep: string; forgotten: string[]; by: string }];
+  "state:written": [{ stateType: string; stateId: string }];
+  "version:loaded": [{ version: string; retrying: number }];
 }
 
 export interface EngineOptions {
@@ -149,7 +155,13 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
   // --- TaskHost -------------------------------------------------------------
 
+  written(writes: readonly { type: string; id: string }[]): void {
+    if (this.listenerCount("state:written") > 0) for (const w of writes) this.#emit("state:written", { stateType: w.type, stateId: w.id });
+  }
+
   created(tasks: readonly NewTask[]): void {
+    if (this.listenerCount("task:created") > 0)
+      for (const t of tasks) this.#emit("task:created", { taskId: idOf(t), method: t.method, dueAt: t.dueAt, parentUuid: t.parentUuid });
     for (const t of tasks)
       this.#window.offer({
         uuid: t.uuid, stateType: t.stateType, stateId: t.stateId, method: t.method, request: t.request,
@@ -229,17 +241,19 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   }
 
   /** Runs a scheduled or failing task now, its backoff reset. False if it is running or finished. */
-  async retryNow(uuid: string): Promise<boolean> {
+  async retryNow(uuid: string, also?: () => void): Promise<boolean> {
     if (this.#running.has(uuid) || this.#backlogged.has(uuid)) return false;
     const now = Date.now();
     let changed = false;
-    await this.commits.commit(() => (changed = this.sql.retryTask(uuid, now)));
+    // `also` commits with the retry, only if the task could be retried (a rerun's forgetting of steps).
+    await this.commits.commit(() => (changed = this.sql.retryTask(uuid, now)) && also?.());
     if (!changed) {
       if (!this.sql.getTask(uuid)) throw new TaskNotFound(uuid);
       return false;
     }
     const row = this.sql.getTask(uuid)!;
     if (!this.#running.has(uuid)) this.#window.offer(fromRow(row, now));
+    if (this.listenerCount("task:retried") > 0) this.#emit("task:retried", { taskId: idOf(fromRow(row, now)) });
     return true;
   }
 

@@ -107,6 +107,8 @@ export interface TaskHost {
    * before it goes on.
    */
   idle<T>(taskUuid: string, until: Promise<T>): Promise<T>;
+  /** State instances whose writes are now durable (told to whoever listens for state:written). */
+  written?(writes: readonly { type: string; id: string }[]): void;
 }
 
 /** Which kinds of method each kind of caller may call directly. */
@@ -388,6 +390,7 @@ export class Executor {
     return committed.then(
       () => {
         for (const d of done) d();
+        if (writes.length > 0) this.host.written?.(writes);
         if (effects.tasks.length > 0) this.host.created(effects.tasks);
       },
       (e: unknown) => {

@@ -17,6 +17,7 @@ import { describeState, States } from "./states.js";
 import { DEFAULT_WINDOW, type WindowOptions } from "./window.js";
 import { catchStrayErrors, runOwned } from "./stray.js";
 import { CodeVersion } from "./version.js";
+import { Inspector, type RerunBy, type RerunResult } from "./inspector.js";
 
 export interface RuntimeOptions {
   /** The store file. @defaultValue `<directory>/mend.sqlite` */
@@ -147,7 +148,11 @@ export class Runtime {
       onEffectValidation: (event) => this.#engine.emit("effect-validation", event),
     });
     this.#engine.attach(this.#executor, this.#newVersion(application, options.version));
+    this.inspector = new Inspector(this.#db, this.#sql, this.#engine);
   }
+
+  /** @internal The dashboard's reads of the store, and rerunning a workflow from a step. */
+  readonly inspector: Inspector;
 
   /** Opens the store (creating it if needed), loads the application and resumes every unfinished task. */
   static async start(application: Application, options: RuntimeOptions = {}): Promise<Runtime> {
@@ -189,7 +194,9 @@ export class Runtime {
   load(application: Application, version?: string): { version: string; retrying: TaskId[] } {
     if (!Application.is(application)) throw new MendError("INVALID_APPLICATION", "load() needs an Application.");
     const v = this.#newVersion(application, version);
-    return { version: v.id, retrying: this.#engine.load(v) };
+    const retrying = this.#engine.load(v);
+    if (this.#engine.listenerCount("version:loaded") > 0) this.#engine.emit("version:loaded", { version: v.id, retrying: retrying.length });
+    return { version: v.id, retrying };
   }
 
   on<K extends keyof EngineEvents>(event: K, listener: (...args: EngineEvents[K]) => void): () => void {
@@ -257,6 +264,16 @@ export class Runtime {
   /** Runs a scheduled or failing task now: false if it is running or finished. */
   retry(taskUuid: string): Promise<boolean> {
     return this.#engine.retryNow(taskUuid);
+  }
+
+  /**
+   * Reruns a workflow task from one of its recorded steps: that step and every step recorded
+   * after it (or inside it) are forgotten, so that the next attempt, due now, runs them again
+   * while the steps before keep their values. Refused (a MendError saying why) for a task
+   * that is running or finished, an unknown step, and an atMostOnce step that started.
+   */
+  rerun(taskUuid: string, fromStep: string, by: RerunBy = "api"): Promise<RerunResult> {
+    return this.inspector.rerun(taskUuid, fromStep, by);
   }
 
   /** A task and every attempt it made. */

@@ -61,6 +61,10 @@ export interface TaskFilter {
   stateType?: string;
   stateId?: string;
   method?: string;
+  /** Only the children of this task. */
+  parentUuid?: string;
+  /** Only tasks whose uuid starts with it, or whose state id, method or last error contains it. */
+  text?: string;
   /** Tasks created before this rowid (paging, newest first). */
   before?: number;
   limit: number;
@@ -125,8 +129,10 @@ export function prepareStatements(db: Database.Database) {
   const iterateTask = s(`UPDATE tasks SET status = 'SCHEDULED_ITERATION', due_at = @due_at, iteration = @iteration,
     backoff_step = 0, updated_at = @now WHERE uuid = @uuid`);
   const getMemo = s(`SELECT * FROM memos WHERE task_uuid = ? AND alias = ?`);
-  const putMemo = s(`INSERT INTO memos (task_uuid, alias, kind, step, status, value, updated_at)
-    VALUES (@task_uuid, @alias, @kind, @step, @status, @value, @now)
+  // A step keeps the place it was first recorded at (seq) when it is recorded again.
+  const putMemo = s(`INSERT INTO memos (task_uuid, alias, kind, step, status, value, updated_at, seq)
+    VALUES (@task_uuid, @alias, @kind, @step, @status, @value, @now,
+      (SELECT coalesce(max(seq), 0) + 1 FROM memos WHERE task_uuid = @task_uuid))
     ON CONFLICT (task_uuid, alias) DO UPDATE SET kind = excluded.kind, step = excluded.step,
       status = excluded.status, value = excluded.value, updated_at = excluded.updated_at`);
   const readState = s(`SELECT state FROM states WHERE state_type = ? AND state_id = ?`).pluck();
@@ -189,6 +195,11 @@ export function prepareStatements(db: Database.Database) {
       if (filter.stateType) (where.push("state_type = @stateType"), (params.stateType = filter.stateType));
       if (filter.stateId) (where.push("state_id = @stateId"), (params.stateId = filter.stateId));
       if (filter.method) (where.push("method = @method"), (params.method = filter.method));
+      if (filter.parentUuid) (where.push("parent_uuid = @parentUuid"), (params.parentUuid = filter.parentUuid));
+      // Text matches a start of the uuid, or any part of the state id, the method or the last error (read row by row).
+      if (filter.text)
+        (where.push("(instr(uuid, lower(@text)) = 1 OR instr(state_id, @text) > 0 OR instr(method, @text) > 0 OR instr(last_error, @text) > 0)"),
+          (params.text = filter.text));
       if (filter.before !== undefined) (where.push("rowid < @before"), (params.before = filter.before));
       const sql = `SELECT rowid, ${LIST_COLUMNS} FROM tasks ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY rowid DESC LIMIT @limit`;
       return db.prepare(sql).all(params) as TaskListRow[];
