@@ -68,6 +68,8 @@ export interface TaskInfo {
   lastError: string | null;
   /** Iterations done by the task's latest loop (see `ctx.loop()`). */
   iteration: number;
+  /** The task whose attempt spawned or scheduled it (null for none; always set by the runtime). */
+  parentUuid?: string | null;
   request: unknown;
   response?: unknown;
   error?: unknown;
@@ -356,6 +358,7 @@ function taskInfo(row: TaskRow & { rowid: number }): TaskInfo {
     attempts: row.attempts,
     lastError: row.last_error,
     iteration: row.iteration,
+    parentUuid: row.parent_uuid,
     request: JSON.parse(row.request),
     ...(row.response !== null ? { response: JSON.parse(row.response) } : {}),
     ...(row.error !== null ? { error: JSON.parse(row.error) } : {}),
@@ -375,6 +378,7 @@ function taskSummary(row: TaskListRow, shortUuid: string): TaskSummary {
     attempts: row.attempts,
     lastError: row.last_error,
     iteration: row.iteration,
+    parentUuid: row.parent_uuid,
     request: { bytes: row.request_bytes, preview: row.request_preview },
     ...(row.response_bytes !== null ? { response: { bytes: row.response_bytes, preview: row.response_preview ?? "" } } : {}),
     ...(row.error_bytes !== null ? { error: { bytes: row.error_bytes, preview: row.error_preview ?? "" } } : {}),
