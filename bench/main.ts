@@ -8,6 +8,7 @@ import { hotfix } from "./hotfix.js";
 import { cleanUpNow } from "./lib/cleanup.js";
 import { markdownTable, textTable, type BenchResult, type Row } from "./lib/report.js";
 import { memory } from "./memory.js";
+import { scale } from "./scale.js";
 import { startup } from "./startup.js";
 import { throughput } from "./throughput.js";
 import { timers } from "./timers.js";
@@ -20,7 +21,15 @@ export interface BenchContext {
   log: (line: string) => void;
 }
 
-const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = { hotfix, throughput, timers, memory, startup };
+const BENCHMARKS: Record<string, (ctx: BenchContext, alone: boolean) => Promise<BenchResult>> = {
+  hotfix,
+  throughput,
+  timers,
+  memory,
+  startup,
+  // Run alone (`npm run bench -- scale`), at full size: a million waiting tasks.
+  scale: (ctx, alone) => scale(ctx, alone),
+};
 
 export function machine() {
   return { node: process.version, cores: cpus().length, cpu: cpus()[0]?.model.trim() ?? "unknown", kernel: release(), platform: process.platform };
@@ -52,7 +61,7 @@ export async function main(root: string, args: string[]): Promise<number> {
     const started = performance.now();
     ctx.log(`— ${name} …`);
     try {
-      const result = await BENCHMARKS[name]!(ctx);
+      const result = await BENCHMARKS[name]!(ctx, args.length === 1);
       rows.push(...result.rows);
       notes.push(...(result.notes ?? []));
       details[name] = result.details;

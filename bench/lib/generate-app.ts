@@ -47,10 +47,12 @@ export function knownCurrencies(): string[] {
 `;
 }
 
-const pad = (i: number) => String(i).padStart(2, "0");
+/** Module numbers as file names use them: wide enough for the largest. */
+let width = 2;
+const pad = (i: number) => String(i).padStart(width, "0");
 
 /** Library module i: ten functions, a table of them, and imports of two earlier modules. */
-export function moduleFile(i: number, revision = 0): string {
+export function moduleFile(i: number, revision = 0, modules = MODULES): string {
   const deps = i === 0 ? [] : [...new Set([i - 1, Math.floor(i / 2)])];
   const imports = deps.map((d) => `import { f${pad(d)}_0, table${pad(d)} } from "./m${pad(d)}.js";\n`).join("");
   const fns: string[] = [];
@@ -69,7 +71,7 @@ export function f${pad(i)}_${f}(xs: readonly number[], seed: number): number {
 `);
   }
   const others = deps.map((d) => `  ...Object.keys(table${pad(d)}).map((k) => \`m${pad(d)}.\${k}\`),\n`).join("");
-  return `// Generated library module ${i} of ${MODULES}.
+  return `// Generated library module ${i} of ${modules}.
 ${imports}
 export const REVISION_${pad(i)} = ${revision};
 
@@ -134,8 +136,8 @@ if (settings.name !== "ledger") throw new Error("src/settings.json was not read"
 export default new Application({ servicers: [LedgerServicer] });
 `;
 
-function indexFile(): string {
-  const ids = Array.from({ length: MODULES }, (_, i) => pad(i));
+function indexFile(modules: number): string {
+  const ids = Array.from({ length: modules }, (_, i) => pad(i));
   return `// Every library module, reachable from the servicer.
 ${ids.map((i) => `import { f${i}_0, reach${i}, table${i} } from "./m${i}.js";`).join("\n")}
 
@@ -147,26 +149,28 @@ export function moduleCount(): number {
 }
 
 export function checksum(xs: readonly number[], seed: number): number {
-  return (f${pad(MODULES - 1)}_0(xs, seed) + f${pad(0)}_0(xs, seed)) % 1_000_003;
+  return (f${pad(modules - 1)}_0(xs, seed) + f${pad(0)}_0(xs, seed)) % 1_000_003;
 }
 `;
 }
 
-export function generateApp(dir: string): GeneratedApp {
+/** `modules` library modules: 45 gives the ~5,000-line app, 495 one ten times larger. */
+export function generateApp(dir: string, modules = MODULES): GeneratedApp {
+  width = String(modules - 1).length < 2 ? 2 : String(modules - 1).length;
   const files = new Map<string, string>([
     ["src/main.ts", MAIN],
     ["src/settings.json", '{ "name": "ledger" }\n'],
     ["src/api.ts", API],
     ["src/ledger.ts", SERVICER],
     ["src/billing/currency.ts", currencyFile(0)],
-    ["src/lib/index.ts", indexFile()],
+    ["src/lib/index.ts", indexFile(modules)],
   ]);
-  for (let i = 0; i < MODULES; i++) files.set(`src/lib/m${pad(i)}.ts`, moduleFile(i));
+  for (let i = 0; i < modules; i++) files.set(`src/lib/m${pad(i)}.ts`, moduleFile(i, 0, modules));
   let lines = 0;
   for (const [path, text] of files) {
     mkdirSync(join(dir, path, ".."), { recursive: true });
     writeFileSync(join(dir, path), text);
     lines += text.split("\n").length - 1;
   }
-  return { dir, bugFile: join(dir, "src/billing/currency.ts"), leafFile: join(dir, `src/lib/m${pad(MODULES - 1)}.ts`), files: files.size, lines };
+  return { dir, bugFile: join(dir, "src/billing/currency.ts"), leafFile: join(dir, `src/lib/m${pad(modules - 1)}.ts`), files: files.size, lines };
 }

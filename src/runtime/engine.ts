@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { CallTarget, Outcome } from "../api/context.js";
-import { Cancelled, coerceError, MendError, TaskNotFound } from "../api/errors.js";
+import { Cancelled, coerceError, DeadlineExceeded, MendError, TaskNotFound } from "../api/errors.js";
 import { dueTime, TaskId, type When } from "../api/task-id.js";
 import type { CommitQueue } from "../store/commit-queue.js";
 import { FINISHED, type Statements, type TaskRow } from "../store/statements.js";
@@ -335,7 +335,13 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const run: Running = { task, controller: new AbortController(), attempt, cancelled: false, idle: false };
     this.#running.set(task.uuid, run);
     const startedAt = Date.now();
-    const started = this.commits.commit(() => this.sql.startTask(task.uuid, attempt, version.id, startedAt));
+    // The task's writes carry its key into the group commit: one that fails takes the later ones with it.
+    const keys = [`task\u0000${task.uuid}`];
+    const started = this.commits.commit(() => this.sql.startTask(task.uuid, attempt, version.id, startedAt), keys);
+    // The time limit is kept here, on the attempt's own signal.
+    const limit = Number.isFinite(r.timeoutMs)
+      ? setTimeout(() => run.controller.abort(new DeadlineExceeded(`${task.stateType}.${task.method}`, r.timeoutMs)), r.timeoutMs)
+      : undefined;
 
     const end = (outcome: Outcome) => {
       // A cancel being committed wins: this end, and a writer's change with it, is not committed.
@@ -353,8 +359,9 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       };
     };
     try {
+      // The method runs once its attempt is on record: a crash from here on leaves it INTERRUPTED.
       await started;
-      this.#emit("attempt:start", { taskId, method: task.method, attempt, version: version.id });
+      if (this.listenerCount("attempt:start") > 0) this.#emit("attempt:start", { taskId, method: task.method, attempt, version: version.id });
       const request: unknown = JSON.parse(task.request);
       // An error the attempt's code lets escape where nobody awaits it fails this attempt.
       const owner: ErrorOwner = {
@@ -365,15 +372,20 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
         },
       };
       const { outcome, committed } = await runOwned(owner, () =>
-        this.#executor.run(r, task.stateId, request, { version, signal: run.controller.signal, task: { taskId, attempt }, onComplete: end }),
+        this.#executor.run(r, task.stateId, request, {
+          version, signal: run.controller.signal, deadline: limit && startedAt + r.timeoutMs, task: { taskId, attempt, keys }, onComplete: end,
+        }),
       );
+      clearTimeout(limit);
       if (run.cancelled) return;
-      run.ending = outcome.status === "ABORTED" ? this.commits.commit(end(outcome)) : committed;
+      run.ending = outcome.status === "ABORTED" ? this.commits.commit(end(outcome), keys) : committed;
       await run.ending;
       this.#release(task.uuid);
-      this.#emit("attempt:end", { taskId, method: task.method, attempt, version: version.id, outcome: outcome.status === "COMPLETED" ? "COMPLETED" : "ABORTED" });
+      if (this.listenerCount("attempt:end") > 0)
+        this.#emit("attempt:end", { taskId, method: task.method, attempt, version: version.id, outcome: outcome.status === "COMPLETED" ? "COMPLETED" : "ABORTED" });
       this.#finish(taskId, outcome);
     } catch (thrown) {
+      clearTimeout(limit);
       await this.#cancelling.get(task.uuid)?.catch(() => {});
       if (run.cancelled) return;
       if (thrown instanceof NextIteration) return this.#iterate(task, attempt, version, thrown, r.retry);

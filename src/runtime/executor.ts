@@ -45,8 +45,8 @@ interface Effects {
   held: Map<string, () => void>;
   /** The instances read from memory (maybe not yet durable), with their epoch at the time. */
   reads: Map<string, number>;
-  /** The JSON of what was read, for effect validation. */
-  inputs: Map<string, string>;
+  /** The JSON of what was read, for effect validation (only while it watches). */
+  inputs?: Map<string, string>;
   /** Who holds the locks: the transaction, across its runs. */
   owner: LockOwner;
   /** Set when a lock could not be taken without risking a deadlock: the transaction runs again. */
@@ -56,7 +56,10 @@ interface Effects {
 export interface RunOptions {
   version: CodeVersion;
   signal: AbortSignal;
-  task?: { taskId: TaskId; attempt: number };
+  /** When `signal` aborts at the latest (a time limit kept by the caller), in ms since the epoch. */
+  deadline?: number | undefined;
+  /** `keys`: what the task's own writes carry into the group commit (see CommitQueue). */
+  task?: { taskId: TaskId; attempt: number; keys?: readonly string[] };
   /** Extra writes to commit in the same transaction as the method's own (a task's end). */
   onComplete?: (outcome: Outcome) => () => void;
   /** Effect validation's first run: nothing it does is committed. */
@@ -169,7 +172,9 @@ export class Executor {
    * run fails with DeadlineExceeded.
    */
   run(r: ResolvedMethod, stateId: string, request: unknown, options: RunOptions, within?: Effects): Promise<RunResult> {
-    const deadline = withDeadline(options.signal, r.timeoutMs, `${r.type.name}.${r.method.name}`);
+    // The caller's signal aborts in time already (an attempt's limit, kept by the engine): nothing to add.
+    const inTime = options.deadline !== undefined && options.deadline <= Date.now() + r.timeoutMs;
+    const deadline = inTime ? undefined : withDeadline(options.signal, r.timeoutMs, `${r.type.name}.${r.method.name}`);
     const o = deadline ? { ...options, signal: deadline.signal } : options;
     const running =
       this.options.effectValidation !== "disabled" && !within && r.method.kind !== "workflow"
@@ -198,16 +203,16 @@ export class Executor {
     const ctx = new ReaderContext(this.#caller("reader", o, within), "reader", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
     const outcome = await this.#call(r, ctx, Object.freeze(state), request);
     if (o.witness) {
-      const effects = newEffects();
-      effects.inputs.set(stateKey(r.type.name, stateId), JSON.stringify(state));
+      const effects = newEffects(undefined, true);
+      effects.inputs!.set(stateKey(r.type.name, stateId), JSON.stringify(state));
       witness(o, effects, outcome);
     }
-    return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(), o.onComplete(outcome)) : DONE };
+    return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(), o.onComplete(outcome), o.task?.keys) : DONE };
   }
 
   async #writer(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
-    const effects = newEffects(newOwner(false));
+    const effects = newEffects(newOwner(false), o.witness !== undefined);
     const release = await this.#locks.acquire(key, effects.owner, o.signal);
     try {
       const state = this.#read(effects, r, stateId);
@@ -218,7 +223,7 @@ export class Executor {
         effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
       witness(o, effects, outcome);
       if (outcome.status !== "COMPLETED" || o.trial) return { outcome, committed: DONE };
-      return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome)) };
+      return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome), o.task?.keys) };
     } finally {
       release();
     }
@@ -263,7 +268,7 @@ export class Executor {
   async #transaction(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
     const owner = newOwner(true);
     for (;;) {
-      const effects = newEffects(owner);
+      const effects = newEffects(owner, o.witness !== undefined);
       let conflict: LockConflict;
       try {
         return await this.#transactionOnce(r, stateId, request, o, effects);
@@ -294,7 +299,7 @@ export class Executor {
       effects.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
     witness(o, effects, outcome);
     if (outcome.status !== "COMPLETED" || o.trial) return { outcome, committed: DONE };
-    return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome)) };
+    return { outcome, committed: this.#commit(effects, o.onComplete?.(outcome), o.task?.keys) };
   }
 
   async #workflow(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
@@ -306,7 +311,7 @@ export class Executor {
     ctx[STEPS] = run;
     const outcome = await run.settle(this.#call(r, ctx, undefined, request));
     if (o.signal.aborted) throw abortReason(o.signal);
-    return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(), o.onComplete(outcome)) : DONE };
+    return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(), o.onComplete(outcome), o.task?.keys) : DONE };
   }
 
   /**
@@ -369,16 +374,16 @@ export class Executor {
     const key = stateKey(r.type.name, stateId);
     effects.reads.set(key, this.states.epochOf(key));
     const json = this.states.latestJson(r.type.name, stateId);
-    effects.inputs.set(key, json ?? "");
+    effects.inputs?.set(key, json ?? "");
     return this.states.parse(r.type, stateId, json);
   }
 
-  #commit(effects: Effects, extra?: () => void): Promise<void> {
+  #commit(effects: Effects, extra?: () => void, extraKeys: readonly string[] = []): Promise<void> {
     for (const [key, epoch] of effects.reads)
       if (this.states.epochOf(key) !== epoch)
         return Promise.reject(new MendError("STORE", "A write to the store failed while this method ran; it will run again."));
     const writes = [...effects.writes.values()];
-    const keys = [...effects.writes.keys()];
+    const keys = [...effects.writes.keys(), ...extraKeys];
     const done = writes.map((w) => this.states.setPending(w.type, w.id, w.json));
     const now = Date.now();
     const committed = this.commits.commit(() => {
@@ -471,7 +476,7 @@ function abortable<T>(result: T | Promise<T>, signal: AbortSignal): Promise<T> {
 function witness(o: RunOptions, effects: Effects, outcome: Outcome): void {
   if (!o.witness) return;
   o.witness({
-    input: JSON.stringify([...effects.inputs]),
+    input: JSON.stringify([...(effects.inputs ?? [])]),
     did: {
       response: `${outcome.status} ${storedJsonOf(outcome) ?? ""}`,
       writes: [...effects.writes.values()].map((w) => [describeState(w.type, w.id), w.json]),
@@ -518,8 +523,8 @@ function withDeadline(parent: AbortSignal, ms: number, what: string): { signal: 
   };
 }
 
-function newEffects(owner: LockOwner = newOwner(false)): Effects {
-  return { writes: new Map(), tasks: [], held: new Map(), reads: new Map(), inputs: new Map(), owner };
+function newEffects(owner: LockOwner = newOwner(false), witnessing = false): Effects {
+  return { writes: new Map(), tasks: [], held: new Map(), reads: new Map(), ...(witnessing ? { inputs: new Map() } : {}), owner };
 }
 
 export { describeState, CALLER };
