@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
 import { MendError } from "../src/api/errors.js";
 import { parseName, parsePort } from "../src/cli/options.js";
+import { editorUrlProblem } from "../src/server/dashboard.js";
 import { devRun, isAlive, type DevRunOptions } from "./run.js";
 
 export function registerDevCommands(program: Command): void {
@@ -20,8 +21,11 @@ export function registerDevCommands(program: Command): void {
     .option("--host <host>", "the address to bind", "127.0.0.1")
     .option("--state-directory <dir>", "where .mend/ lives", ".")
     .addOption(new Option("--reload <mode>", "swap new code into the running runtime, or restart it (slower; for comparison)").choices(["swap", "restart"]).default("swap"))
+    .option("--editor-url <template>", "the dashboard's link of a stack frame: {file}, {line}, {column} (default vscode://file/{file}:{line}:{column})")
     .addOption(new Option("--effect-validation <mode>", "run each method twice to expose non-idempotent code").choices(["enabled", "quiet", "disabled"]).default("quiet"))
     .action(async (o: DevRunOptions) => {
+      const editorProblem = o.editorUrl === undefined ? undefined : editorUrlProblem(o.editorUrl);
+      if (editorProblem) throw new MendError("INVALID_ARGUMENT", editorProblem);
       if (!existsSync(resolve(o.application)))
         throw new MendError("NOT_FOUND", `No application at ${o.application}; pass --application PATH to the entry module.`);
       process.exitCode = await devRun(o);

@@ -1,4 +1,5 @@
 /** Messages between the watcher and the runtime child, over Node's IPC channel. */
+import type { DevLoopReport } from "../src/server/dev-loop.js";
 
 export interface AttemptReport {
   taskId: string;
@@ -11,9 +12,18 @@ export interface AttemptReport {
 }
 
 export type ToRuntime =
-  | { type: "load"; version: string; file: string; retryFailing?: boolean }
+  | { type: "load"; version: string; file: string; info?: VersionInfo; retryFailing?: boolean }
+  /** What the watcher saw (a failed build, a restart), kept by the runtime for the dashboard. */
+  | { type: "dev"; report: DevLoopReport }
   | { type: "ping"; n: number }
   | { type: "stop" };
+
+/** What the watcher knows of a version's build. */
+export interface VersionInfo {
+  /** The files whose saves led to it, relative to the working folder. */
+  changed: string[];
+  buildMs: number;
+}
 
 export type FromRuntime =
   | { type: "started"; url: string }
@@ -31,4 +41,6 @@ export interface RuntimeConfig {
   host: string;
   port: number;
   effectValidation?: string;
+  /** The dashboard's editor link template (--editor-url). */
+  editorUrl?: string;
 }

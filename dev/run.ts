@@ -7,7 +7,7 @@ import pc from "picocolors";
 import picomatch from "picomatch";
 import { RELOADING_FLAGS } from "../src/server/load.js";
 import { Builder, type BuildResult } from "./builder.js";
-import type { FromRuntime, RuntimeConfig } from "./messages.js";
+import type { FromRuntime, RuntimeConfig, VersionInfo } from "./messages.js";
 import { attemptLine, readyLine } from "./output.js";
 import { serial } from "./serial.js";
 import { Supervisor, type Exit } from "./supervisor.js";
@@ -22,11 +22,14 @@ export interface DevRunOptions {
   effectValidation?: string;
   /** `swap` loads new code into the running runtime; `restart` starts a new runtime for it. @defaultValue "swap" */
   reload?: "swap" | "restart";
+  /** The dashboard's editor link of a stack frame (`{file}`, `{line}`, `{column}`). */
+  editorUrl?: string;
 }
 
 interface Version {
   version: string;
   file: string;
+  info?: VersionInfo;
 }
 
 interface Change {
@@ -56,7 +59,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
   pruneBuilds(buildRoot);
   const buildDir = join(buildRoot, String(process.pid));
   const builder = new Builder(entry, buildDir);
-  const config: RuntimeConfig = { directory, host: o.host, port: o.port, effectValidation: o.effectValidation };
+  const config: RuntimeConfig = { directory, host: o.host, port: o.port, effectValidation: o.effectValidation, editorUrl: o.editorUrl };
 
   let current: Version | undefined; // the newest version a runtime accepted
   let latest: Version | undefined; // the newest good build that no runtime has rejected
@@ -68,7 +71,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
   const causes = new Map<string, Change[]>(); // version -> the saves that led to it
   const failures = new Map<string, string>(); // task id -> last error message printed with its stack
 
-  const send = (v: Version) => supervisor.send({ type: "load", version: v.version, file: v.file });
+  const send = (v: Version) => supervisor.send({ type: "load", version: v.version, file: v.file, info: v.info });
 
   const onLoaded = (m: Extract<FromRuntime, { type: "loaded" | "load-failed" }>) => {
     const v = latest?.version === m.version ? latest : current?.version === m.version ? current : undefined;
@@ -94,7 +97,10 @@ export async function devRun(o: DevRunOptions): Promise<number> {
 
   const onMessage = (m: FromRuntime) => {
     if (m.type === "started") {
-      if (!url) log(`mend: serving ${o.name ?? "the application"} at ${m.url}`);
+      if (!url) {
+        log(`mend: serving ${o.name ?? "the application"} at ${m.url}`);
+        log(`mend: dashboard at ${m.url}/__/`);
+      }
       url = m.url;
       config.port = Number(new URL(m.url).port);
     } else if (m.type === "loaded" || m.type === "load-failed") onLoaded(m);
@@ -129,6 +135,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     setTimeout(() => {
       if (stopping) return;
       supervisor.start();
+      supervisor.send({ type: "dev", report: { kind: "restarted", reason: `The runtime ${exit.reason}; restarted on ${v?.version ?? "the next good build"}.` } });
       if (v) send(latest ?? v);
     }, restarts > 3 ? 1000 : 0);
   };
@@ -181,6 +188,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     const result = await builder.build();
     setTimeout(recheck, 60).unref();
     if (!result.ok) {
+      supervisor.send({ type: "dev", report: { kind: "build-failed", message: result.message } });
       warn(`${pc.red("Build failed")}:\n${result.message}`);
       warn(current ? `${current.version} keeps serving; fix it and save.` : "Waiting for a save that fixes it.");
       return;
@@ -188,7 +196,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     updateWatched(result);
     const version = `v${next++}`;
     const superseded = latest !== current ? latest : undefined;
-    latest = { version, file: builder.write(version, result.code, result.map) };
+    latest = { version, file: builder.write(version, result.code, result.map), info: { changed: [...new Set(changes.map((c) => show(c.path)))], buildMs: result.ms } };
     causes.set(version, changes);
     if (superseded) builder.remove(superseded.version);
     if (o.reload === "restart" && current) supervisor.restart();

@@ -4,9 +4,10 @@ import { performance } from "node:perf_hooks";
 import { TaskId } from "../src/api/task-id.js";
 import { Runtime, type RuntimeOptions } from "../src/runtime/runtime.js";
 import { handleUnownedErrors } from "../src/runtime/stray.js";
+import { DevLoop } from "../src/server/dev-loop.js";
 import { startServer, type RunningServer } from "../src/server/http.js";
 import { loadApp } from "../src/server/load.js";
-import type { FromRuntime, RuntimeConfig, ToRuntime } from "./messages.js";
+import type { FromRuntime, RuntimeConfig, ToRuntime, VersionInfo } from "./messages.js";
 
 // An error of the app's code outside any call or task is reported; the runtime goes on.
 handleUnownedErrors((error) => console.error(`mend: an error outside any task or call: ${error.stack ?? error.message}`));
@@ -16,17 +17,23 @@ const send = (message: FromRuntime) => process.send?.(message);
 let runtime: Runtime | undefined;
 let server: RunningServer | undefined;
 let stopping = false;
+// What the dashboard shows of the dev loop: this process's loads, and what the watcher tells.
+const devLoop = new DevLoop();
 
-async function load(version: string, file: string, retryFailing = false): Promise<void> {
+async function load(version: string, file: string, retryFailing = false, info?: VersionInfo): Promise<void> {
   const t0 = performance.now();
   let app;
   try {
     app = await loadApp(file);
   } catch (e) {
+    devLoop.add({ kind: "rejected", version, message: (e as Error).message });
     return void send({ type: "load-failed", version, message: (e as Error).message });
   }
+  const loaded = (retrying: number) =>
+    devLoop.add({ kind: "loaded", version, changed: info?.changed ?? [], buildMs: info?.buildMs ?? null, loadMs: performance.now() - t0, retrying });
   if (runtime) {
     const { retrying } = runtime.load(app, version);
+    loaded(retrying.length);
     return void send({ type: "loaded", version, ms: performance.now() - t0, retrying: retrying.map(TaskId.format) });
   }
   let retrying: string[] = [];
@@ -37,7 +44,7 @@ async function load(version: string, file: string, retryFailing = false): Promis
     watch(runtime);
     // Loading the same code again retries every failing task on it (restart reload mode).
     if (retryFailing) retrying = runtime.load(app, version).retrying.map(TaskId.format);
-    server = await startServer(runtime, { host: config.host, port: config.port });
+    server = await startServer(runtime, { host: config.host, port: config.port, editorUrl: config.editorUrl, devLoop });
   } catch (e) {
     const code = (e as { code?: string }).code;
     const message = code === "EADDRINUSE" ? `Port ${config.port} on ${config.host} is in use; pick another with --port (0 picks a free one).` : (e as Error).message;
@@ -45,6 +52,7 @@ async function load(version: string, file: string, retryFailing = false): Promis
     await runtime?.stop({ graceMs: 0 });
     process.exit(1);
   }
+  loaded(retrying.length);
   send({ type: "started", url: server.url });
   send({ type: "loaded", version, ms: performance.now() - t0, retrying });
 }
@@ -76,7 +84,8 @@ let queue = Promise.resolve();
 process.on("message", (message: ToRuntime) => {
   if (message.type === "ping") return void send({ type: "pong", n: message.n });
   if (message.type === "stop") return void stop();
-  if (message.type === "load") queue = queue.then(() => load(message.version, message.file, message.retryFailing));
+  if (message.type === "dev") return void devLoop.add(message.report);
+  if (message.type === "load") queue = queue.then(() => load(message.version, message.file, message.retryFailing, message.info));
 });
 // Ctrl+C reaches the whole process group: the watcher decides when this process stops.
 process.on("SIGINT", () => {});

@@ -22,6 +22,7 @@ export interface ServeOptions {
   allowedHost: string[];
   allowedOrigin: string[];
   maxConnections?: number;
+  editorUrl?: string;
 }
 
 /** Where a named application keeps its state. */
@@ -80,6 +81,7 @@ export function registerServe(program: Command): void {
     .option("--allowed-host <name>", "also accept requests whose Host is this name; '.example.com' accepts its subdomains (repeatable)", collect, [])
     .option("--allowed-origin <origin>", "accept cross-origin browser requests from this origin, e.g. https://app.example (repeatable)", collect, [])
     .option("--max-connections <n>", "close connections beyond this many (default 1024)", parseCount)
+    .option("--editor-url <template>", "the dashboard's link of a stack frame: {file}, {line}, {column} (default vscode://file/{file}:{line}:{column})")
     .action(async (o: ServeOptions) => {
       process.setSourceMapsEnabled(true);
       // An error of the app's code outside any call or task is reported; the server goes on.
@@ -106,6 +108,7 @@ export function registerServe(program: Command): void {
           allowedHosts: o.allowedHost,
           allowedOrigins: o.allowedOrigin,
           maxConnections: o.maxConnections,
+          editorUrl: o.editorUrl,
         });
       } catch (e) {
         await runtime?.stop();

@@ -70,7 +70,8 @@ export interface RerunRefusal {
  * record; a loop's iterations record theirs under `alias[n]/`). A step inside an earlier
  * iteration of a loop sets the loop back to that iteration. Refused for an `atMostOnce`
  * step that started (its effect may have happened: running it again is what atMostOnce
- * promises never to do) and for an alias the task has not recorded.
+ * promises never to do), for a step inside such a step (it would never run again), and for
+ * an alias the task has not recorded.
  */
 export function planRerun(steps: readonly StepRecord[], fromStep: string): RerunPlan | RerunRefusal {
   const index = steps.findIndex((s) => s.alias === fromStep);
@@ -84,6 +85,13 @@ export function planRerun(steps: readonly StepRecord[], fromStep: string): Rerun
           : `The task has no step "${fromStep}"; its steps are ${known.join(", ")}${steps.length > 10 ? ", …" : ""}.`,
     };
   }
+  // Inside an atMostOnce that has run, a step never runs again (the helper returns its value or throws): refuse.
+  const enclosing = steps.find((s) => s.kind === "atMostOnce" && fromStep.startsWith(`${s.alias}/`) && (s.status === "started" || s.status === "completed"));
+  if (enclosing)
+    return {
+      code: "AT_MOST_ONCE",
+      message: `This step ran inside the atMostOnce step "${enclosing.alias}", which ${enclosing.status === "completed" ? "has run" : "started on an earlier attempt"} and never runs again: its steps cannot be rerun.`,
+    };
   const nested = (alias: string) => alias.startsWith(`${fromStep}/`) || alias.startsWith(`${fromStep}[`);
   const forgotten = steps.filter((s, i) => i >= index || nested(s.alias));
   const started = forgotten.find((s) => s.kind === "atMostOnce" && (s.status === "started" || s.status === "completed"));
