@@ -254,7 +254,8 @@ describe("the event stream", () => {
         if (--listening === 0) none();
       };
     }) as typeof runtime.on;
-    const hub = new EventHub(runtime, [], { ringSize: 3, lingerMs: 1 });
+    // The runtime as tests import it (from `mend`), the hub as the server holds it.
+    const hub = new EventHub(runtime as unknown as ConstructorParameters<typeof EventHub>[0], [], { ringSize: 3, lingerMs: 1 });
     const server = createServer((req, res) => hub.open(req, res, new URL(req.url!, "http://x")));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const port = (server.address() as { port: number }).port;

@@ -38,8 +38,10 @@ export function parseStack(stack: string): { head: string; frames: Frame[] } {
 
 /** The link that opens a frame's file at its line: `{file}`, `{line}`, `{column}` replaced in the template. */
 export function editorLink(template: string, frame: { file: string; line: number; column: number }): string {
-  return template
-    .replaceAll("{file}", encodeURI(frame.file).replaceAll("#", "%23").replaceAll("?", "%3F"))
+  const file = encodeURI(frame.file).replaceAll("#", "%23").replaceAll("?", "%3F");
+  // `vscode://file/{file}` with `/home/me/a.ts` is `vscode://file/home/me/a.ts`: one slash, as editors expect.
+  return (file.startsWith("/") ? template.replaceAll("/{file}", "{file}") : template)
+    .replaceAll("{file}", file)
     .replaceAll("{line}", String(frame.line))
     .replaceAll("{column}", String(frame.column));
 }

@@ -3,36 +3,9 @@ import { isRefusal, planRerun, type RerunPlan } from "../../src/runtime/steps";
 import { part, post } from "../api";
 import { clock } from "../format";
 import { Confirm, isFinished, Json, type TaskSummary } from "./common";
+import { groupSteps, type Step } from "./steps-group";
 
-export interface Step {
-  alias: string;
-  kind: string;
-  step: string;
-  status: string;
-  value?: unknown;
-  cut?: { bytes: number; preview: string };
-  recordedAt: number;
-  attempt: number | null;
-  loop?: { alias: string; iteration: number };
-  within?: string;
-}
-
-interface Group {
-  loop?: { alias: string; iteration: number };
-  steps: Step[];
-}
-
-/** Consecutive steps of one loop iteration, grouped. */
-export function groupSteps(steps: readonly Step[]): Group[] {
-  const groups: Group[] = [];
-  for (const s of steps) {
-    const last = groups.at(-1);
-    const same = last && last.loop?.alias === s.loop?.alias && last.loop?.iteration === s.loop?.iteration;
-    if (same) last.steps.push(s);
-    else groups.push({ ...(s.loop ? { loop: s.loop } : {}), steps: [s] });
-  }
-  return groups;
-}
+export type { Step };
 
 function iterationOf(s: Step): number | undefined {
   const value = s.value as { iteration?: unknown } | undefined;
