@@ -2,7 +2,7 @@ import { signal } from "@preact/signals";
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, get, needSecret, session, setSecret, type Session } from "./api";
-import { connect, connection } from "./live";
+import { connect, connection, onEvent } from "./live";
 import { parseRoute } from "./route";
 import { DevView } from "./views/dev";
 import { InstancesView, InstanceView, TypesView } from "./views/states";
@@ -11,6 +11,10 @@ import { TasksView } from "./views/tasks";
 
 const hash = signal(location.hash);
 addEventListener("hashchange", () => (hash.value = location.hash));
+// The version in the header follows the loads.
+onEvent((e) => {
+  if (e.type === "version:loaded" && session.value) session.value = { ...session.value, version: String(e.data.version) };
+});
 const problem = signal<string | undefined>(undefined);
 
 async function start(): Promise<void> {
@@ -89,7 +93,8 @@ function App() {
       <main>
         {needSecret.value ? <SecretForm /> : null}
         {problem.value ? <p class="problem">{problem.value}</p> : null}
-        {s ? <Page /> : null}
+        {/* The lists load at once, beside the session: only actions need its token. */}
+        {needSecret.value ? null : <Page />}
       </main>
     </>
   );
