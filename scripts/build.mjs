@@ -11,7 +11,7 @@ import { createRequire } from "node:module";
 rmSync("dist", { recursive: true, force: true });
 
 await build({
-  entryPoints: { index: "src/index.ts", cli: "src/cli/main.ts", "dev-runtime": "dev/runtime-process.ts" },
+  entryPoints: { index: "src/index.ts", cli: "src/cli/main.ts", "dev-runtime": "dev/runtime-process.ts", "dev-typecheck": "dev/typecheck-worker.ts" },
   outdir: "dist",
   bundle: true,
   splitting: true,

@@ -10,7 +10,9 @@ import { startServer, type RunningServer } from "../server/http.js";
 import { loadApp } from "../server/load.js";
 import { isDiskFull } from "../store/open.js";
 import { applicationUrlExportLine } from "./application-url.js";
+import type { LogFormat } from "./log-lines.js";
 import { parseCount, parseName, parsePort } from "./options.js";
+import { reportAttempts, TaskLog } from "./task-log.js";
 
 export interface ServeOptions {
   application: string;
@@ -23,6 +25,7 @@ export interface ServeOptions {
   allowedOrigin: string[];
   maxConnections?: number;
   editorUrl?: string;
+  logFormat: LogFormat;
 }
 
 /** Where a named application keeps its state. */
@@ -82,6 +85,7 @@ export function registerServe(program: Command): void {
     .option("--allowed-origin <origin>", "accept cross-origin browser requests from this origin, e.g. https://app.example (repeatable)", collect, [])
     .option("--max-connections <n>", "close connections beyond this many (default 1024)", parseCount)
     .option("--editor-url <template>", "the dashboard's link of a stack frame: {file}, {line}, {column} (default vscode://file/{file}:{line}:{column})")
+    .addOption(new Option("--log-format <format>", "how failing attempts are logged to stderr: text, or JSON lines for log collectors").choices(["text", "json"]).default("text"))
     .action(async (o: ServeOptions) => {
       process.setSourceMapsEnabled(true);
       // An error of the app's code outside any call or task is reported; the server goes on.
@@ -101,6 +105,7 @@ export function registerServe(program: Command): void {
       });
       try {
         runtime = await Runtime.start(await loadApp(await build(o.application, buildDir)), { directory });
+        logTasks(runtime, o.logFormat);
         server = await startServer(runtime, {
           host: o.host,
           port: o.port,
@@ -130,6 +135,17 @@ async function build(application: string, buildDir: string): Promise<string> {
       throw new MendError("DISK_FULL", `Cannot write the build of the application to ${buildDir}: the disk is full.`, { cause: e });
     throw e;
   }
+}
+
+/** One line on stderr per attempt that fails or aborts, and for a task that completes after failing. */
+function logTasks(runtime: Runtime, format: LogFormat): void {
+  const log = new TaskLog({ format, dev: false, root: process.cwd() });
+  const write = (line: string | undefined) => line !== undefined && process.stderr.write(`${line}\n`);
+  reportAttempts(runtime, {
+    end: (r) => write(log.attempt(r)),
+    waiting: (w) => write(log.waiting(w)),
+    finished: (taskId) => log.forget(taskId),
+  });
 }
 
 function collect(value: string, all: string[]): string[] {

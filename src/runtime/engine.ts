@@ -39,6 +39,20 @@ export interface EngineEvents {
   "version:loaded": [{ version: string; retrying: number }];
 }
 
+/**
+ * @internal How the previous process on this store stopped, told by whoever restarts it
+ * (`mend dev run`'s watcher): not an option for applications.
+ */
+export interface Recovery {
+  /** When that process stopped (ms since the epoch): its unfinished attempts ended then. @defaultValue now */
+  stoppedAt?: number;
+  /**
+   * Tasks not to start again: each is stored as waiting for new code (no due time), with
+   * `reason` as its error, so that the next load() or a retry starts it and a cancel ends it.
+   */
+  park?: { taskUuid: string; reason: string }[];
+}
+
 export interface EngineOptions {
   /** At most this many attempts run at once. @defaultValue 256 */
   concurrency: number;
@@ -129,11 +143,13 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
   /**
    * Resumes the store's unfinished tasks: the attempts that were running are recorded as
-   * interrupted (their tasks run again: they are due), and the first window of due tasks is
-   * read. Nothing else is read.
+   * interrupted (their tasks run again: they are due, unless `recovery` parks them), and the
+   * first window of due tasks is read. Nothing else is read.
    */
-  recover(): void {
-    this.sql.interruptAttempts(Date.now());
+  recover(recovery: Recovery = {}): void {
+    const now = Date.now();
+    this.sql.interruptAttempts(Math.min(recovery.stoppedAt ?? now, now));
+    for (const p of recovery.park ?? []) this.sql.parkTask(p.taskUuid, p.reason, now);
     this.#window.refill();
   }
 

@@ -138,6 +138,17 @@ export class Inspector {
     return { exists: true, bytes, state: JSON.parse(json) as unknown };
   }
 
+  /** The code versions `mend dev run` recorded in this store (across its runs), newest first. */
+  versions(limit = 200): { version: string; loadedAt: number; changed: string[]; buildMs: number | null; loadMs: number | null }[] {
+    return this.#q.versions(limit).map((v) => ({
+      version: `v${v.number}`,
+      loadedAt: v.loaded_at,
+      changed: JSON.parse(v.changed) as string[],
+      buildMs: v.build_ms,
+      loadMs: v.load_ms,
+    }));
+  }
+
   /** Tasks per status, each counted up to COUNT_CAP. */
   counts(): Record<TaskStatus, { count: number; more: boolean }> {
     const out = {} as Record<TaskStatus, { count: number; more: boolean }>;

@@ -9,8 +9,8 @@ import { checkTarget } from "../api/ids.js";
 import { normalUuidPrefix, shortestUniquePrefix, TaskId, type When } from "../api/task-id.js";
 import { CommitQueue } from "../store/commit-queue.js";
 import { openStore, releaseHolder, StoreError } from "../store/open.js";
-import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskListRow, type TaskRow } from "../store/statements.js";
-import { Engine, type EngineEvents } from "./engine.js";
+import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskListRow, type TaskRow, type VersionRow } from "../store/statements.js";
+import { Engine, type EngineEvents, type Recovery } from "./engine.js";
 import { Executor, type EffectValidation } from "./executor.js";
 import { DEFAULT_MAX_VALUE_BYTES } from "./json.js";
 import { describeState, States } from "./states.js";
@@ -52,6 +52,8 @@ export interface RuntimeOptions {
    * @defaultValue 16 MiB
    */
   maxValueBytes?: number;
+  /** @internal Set by `mend dev run` when it restarts a runtime; see {@link Recovery}. */
+  recovery?: Recovery;
 }
 
 const EFFECT_VALIDATION: readonly EffectValidation[] = ["enabled", "quiet", "disabled"];
@@ -159,7 +161,7 @@ export class Runtime {
   /** Opens the store (creating it if needed), loads the application and resumes every unfinished task. */
   static async start(application: Application, options: RuntimeOptions = {}): Promise<Runtime> {
     const runtime = new Runtime(application, options);
-    runtime.#engine.recover();
+    runtime.#engine.recover(options.recovery);
     runtime.#keepAlive = setInterval(() => {}, 2 ** 30);
     runtime.#stopCatching = catchStrayErrors();
     return runtime;
@@ -307,6 +309,11 @@ export class Runtime {
       "AMBIGUOUS_TASK",
       `'${prefix}' is the start of ${found.length > 10 ? "more than 10" : found.length} tasks; give more of the uuid: ${names.join("; ")}.`,
     );
+  }
+
+  /** @internal Records a code version `mend dev run` loaded (the dashboard shows them). */
+  recordVersion(version: VersionRow): Promise<void> {
+    return this.#commits.commit(() => this.#sql.recordVersion(version));
   }
 
   /** Stops: running attempts get `graceMs` to finish, then are left for recovery. */

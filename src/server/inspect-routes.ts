@@ -132,16 +132,22 @@ export async function dashboardRoutes(runtime: Runtime, o: DashboardOptions, c: 
   }
   if (c.at("/v1/versions", "GET")) {
     c.authorize("inspect");
-    send(res, 200, versionsAnswer(runtime.version, o));
+    send(res, 200, versionsAnswer(runtime, o));
     return true;
   }
   return false;
 }
 
-/** The versions loaded, newest first, and the dev loop's log (empty under mend serve). */
-function versionsAnswer(current: string, o: DashboardOptions) {
+/**
+ * The versions loaded, newest first: those the store recorded (mend dev run, across its
+ * runs), with how many failing tasks each retried when this process loaded it; and the dev
+ * loop's log of this runtime process (empty under mend serve).
+ */
+function versionsAnswer(runtime: Runtime, o: DashboardOptions) {
+  const current = runtime.version;
   const log = o.devLoop?.entries() ?? [];
-  const versions: { version: string; loadedAt: number; changed: string[]; buildMs: number | null; loadMs: number | null; retrying: number }[] = log.flatMap((e) => (e.kind === "loaded" ? [{ version: e.version, loadedAt: e.at, changed: e.changed, buildMs: e.buildMs, loadMs: e.loadMs, retrying: e.retrying }] : []));
-  if (!versions.some((v) => v.version === current)) versions.unshift({ version: current, loadedAt: o.startedAt, changed: [], buildMs: null, loadMs: null, retrying: 0 });
+  const retried = new Map(log.flatMap((e) => (e.kind === "loaded" ? [[e.version, e.retrying] as const] : [])));
+  const versions = runtime.inspector.versions().map((v) => ({ ...v, retrying: retried.get(v.version) ?? null }));
+  if (!versions.some((v) => v.version === current)) versions.unshift({ version: current, loadedAt: o.startedAt, changed: [], buildMs: null, loadMs: null, retrying: null });
   return { current, versions, log };
 }

@@ -57,6 +57,7 @@ export function prepareInspectStatements(db: Database.Database) {
   const countInstances = s(`SELECT count(*) FROM (SELECT 1 FROM states WHERE state_type = ? LIMIT ${COUNT_CAP + 1})`).pluck();
   const instances = s(`SELECT state_id, octet_length(state) AS bytes, substr(state, 1, 120) AS preview FROM states
     WHERE state_type = @type AND state_id > @after AND state_id >= @from AND state_id < @to ORDER BY state_id LIMIT @limit`);
+  const versions = s(`SELECT number, loaded_at, changed, build_ms, load_ms FROM versions ORDER BY number DESC LIMIT ?`);
   const countStatus = s(`SELECT count(*) FROM (SELECT 1 FROM tasks WHERE status = ? LIMIT ${COUNT_CAP + 1})`).pluck();
 
   return {
@@ -76,6 +77,8 @@ export function prepareInspectStatements(db: Database.Database) {
     instances: (type: string, prefix: string, after: string, limit: number) =>
       instances.all({ type, after, from: prefix, to: `${prefix}${LAST}`, limit }) as InstanceRow[],
     countStatus: (status: string) => countStatus.get(status) as number,
+    /** The newest `limit` code versions \`mend dev run\` recorded, newest first. */
+    versions: (limit: number) => versions.all(limit) as { number: number; loaded_at: number; changed: string; build_ms: number | null; load_ms: number | null }[],
   };
 }
 

@@ -74,7 +74,17 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX tasks_by_method ON tasks (method);
   CREATE INDEX attempts_open ON attempts (task_uuid) WHERE ended_at IS NULL;
   `,
-  // 4: the dashboard. Each workflow step's place in the order its task first recorded them
+  // 4: the code versions \`mend dev run\` loaded, numbered per store across runs.
+  `
+  CREATE TABLE versions (
+    number    INTEGER PRIMARY KEY,  -- the N of vN
+    loaded_at INTEGER NOT NULL,     -- ms since the epoch
+    changed   TEXT NOT NULL,        -- JSON array of the files whose saves led to it
+    build_ms  REAL,
+    load_ms   REAL
+  );
+  `,
+  // 5: the dashboard. Each workflow step's place in the order its task first recorded them
   // (rerunning from a step forgets the ones recorded at or after it; steps recorded before
   // this column have none and sort first), a task's children by their parent, and what
   // operators did to a task (a rerun from a step: who, when, which steps).

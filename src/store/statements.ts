@@ -56,6 +56,16 @@ export interface AttemptRow {
   error_stack: string | null;
 }
 
+/** A code version that \`mend dev run\` loaded. */
+export interface VersionRow {
+  number: number;
+  loaded_at: number;
+  /** JSON array of file paths. */
+  changed: string;
+  build_ms: number | null;
+  load_ms: number | null;
+}
+
 export interface TaskFilter {
   status?: TaskStatus;
   stateType?: string;
@@ -124,8 +134,15 @@ export function prepareStatements(db: Database.Database) {
     WHERE status = 'SCHEDULED_RETRY' RETURNING uuid, state_type, state_id`);
   const retryTask = s(`UPDATE tasks SET due_at = @now, backoff_step = 0, updated_at = @now
     WHERE uuid = @uuid AND status IN ('SCHEDULED', 'SCHEDULED_RETRY', 'SCHEDULED_ITERATION')`);
-  const interruptAttempts = s(`UPDATE attempts SET outcome = 'INTERRUPTED', ended_at = @now,
+  const interruptAttempts = s(`UPDATE attempts SET outcome = 'INTERRUPTED', ended_at = max(started_at, @now),
     error_message = 'The process stopped during this attempt.' WHERE ended_at IS NULL`);
+  // Parks a task that was running (or is parked already) as one waiting for new code: a
+  // load() or a retry starts it again. A task retried since, or finished, is left alone.
+  const parkTask = s(`UPDATE tasks SET status = 'SCHEDULED_RETRY', due_at = NULL, last_error = @reason, updated_at = @now
+    WHERE uuid = @uuid AND (status = 'STARTED' OR (status = 'SCHEDULED_RETRY' AND due_at IS NULL))`);
+  const recordVersion = s(`INSERT OR IGNORE INTO versions (number, loaded_at, changed, build_ms, load_ms)
+    VALUES (@number, @loaded_at, @changed, @build_ms, @load_ms)`);
+  const lastVersion = s(`SELECT max(number) FROM versions`).pluck();
   const iterateTask = s(`UPDATE tasks SET status = 'SCHEDULED_ITERATION', due_at = @due_at, iteration = @iteration,
     backoff_step = 0, updated_at = @now WHERE uuid = @uuid`);
   const getMemo = s(`SELECT * FROM memos WHERE task_uuid = ? AND alias = ?`);
@@ -174,6 +191,9 @@ export function prepareStatements(db: Database.Database) {
     /** A task that has not started, or is failing, due now; false if it is running or finished. */
     retryTask: (uuid: string, now: number) => (fault("store.retryTask"), retryTask.run({ uuid, now }).changes > 0),
     interruptAttempts: (now: number) => interruptAttempts.run({ now }),
+    parkTask: (uuid: string, reason: string, now: number) => parkTask.run({ uuid, reason, now }),
+    recordVersion: (v: VersionRow) => recordVersion.run(v),
+    lastVersion: () => (lastVersion.get() as number | null) ?? 0,
     iterateTask: (uuid: string, dueAt: number, iteration: number, now: number) =>
       (fault("store.iterateTask"), iterateTask.run({ uuid, due_at: dueAt, iteration, now })),
     getMemo: (uuid: string, alias: string) => getMemo.get(uuid, alias) as MemoRow | undefined,

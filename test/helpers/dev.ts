@@ -17,8 +17,8 @@ export class DevRun {
   #cursor = 0;
   #listeners = new Set<() => void>();
 
-  constructor(cwd: string, args: string[] = []) {
-    this.child = spawnDev(cwd, args);
+  constructor(cwd: string, args: string[] = [], env: Record<string, string> = {}) {
+    this.child = spawnDev(cwd, args, env);
     running.push(this.child);
     this.child.all!.on("data", (chunk: Buffer) => {
       this.#output += chunk.toString();
@@ -61,6 +61,19 @@ export class DevRun {
     });
   }
 
+  /** Waits for `pattern` anywhere in the output, for lines whose order is not fixed; the cursor stays. */
+  async seen(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+    const found = this.#output.match(pattern);
+    if (found) return found;
+    const cursor = this.#cursor;
+    this.#cursor = 0;
+    try {
+      return await this.until(pattern, timeoutMs);
+    } finally {
+      this.#cursor = Math.max(cursor, this.#cursor);
+    }
+  }
+
   #url: string | undefined;
 
   /** The URL it serves on, once it says so. */
@@ -79,12 +92,12 @@ export class DevRun {
   }
 }
 
-function spawnDev(cwd: string, args: string[]) {
+function spawnDev(cwd: string, args: string[], env: Record<string, string>) {
   return execa("node", [cli, "dev", "run", "--port", "0", ...args], {
     cwd,
     all: true,
     reject: false,
     stdin: "ignore",
-    env: { NO_COLOR: "1", FORCE_COLOR: "0" },
+    env: { NO_COLOR: "1", FORCE_COLOR: "0", ...env },
   });
 }

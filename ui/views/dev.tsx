@@ -9,7 +9,7 @@ interface Version {
   changed: string[];
   buildMs: number | null;
   loadMs: number | null;
-  retrying: number;
+  retrying: number | null;
 }
 
 type Entry =
@@ -45,7 +45,7 @@ export function DevView({ dev }: { dev: boolean }) {
               <td class="mono">{v.changed.length > 0 ? v.changed.join(", ") : "—"}</td>
               <td class="num">{duration(v.buildMs)}</td>
               <td class="num">{duration(v.loadMs)}</td>
-              <td class="num">{v.retrying}</td>
+              <td class="num">{v.retrying ?? "—"}</td>
             </tr>
           ))}
         </tbody>
