@@ -104,6 +104,18 @@ test("the failing demo task shows failing, its stack opens the .ts line, a save 
   console.log(`dashboard: tasks page usable ${Math.round(ready!)} ms after navigation (first load in a fresh browser)`);
   expect(await page.textContent(`tr[data-uuid="${uuid}"]`)).toContain("Error: Unknown currency 'usd'");
   await shot(page, "1-tasks-failing");
+  // Filters: by status (with its count), and by text.
+  await call(url, "Account", "zoe", "deposit", { amount: 1 });
+  await spawn(url, "Account", "zoe", "welcomeEmail");
+  await page.waitForSelector('button.chip[data-status="COMPLETED"] b:text("1")');
+  expect(await page.textContent('button.chip[data-status="SCHEDULED_RETRY"] b')).toBe("1");
+  await page.click('button.chip[data-status="SCHEDULED_RETRY"]');
+  await page.waitForFunction(() => document.querySelectorAll("table.tasks tbody tr").length === 1);
+  expect(await page.getAttribute("table.tasks tbody tr", "data-uuid")).toBe(uuid);
+  await page.click('button.chip:text("all")');
+  await page.fill('input[type="search"]', "zoe");
+  await page.waitForFunction(() => [...document.querySelectorAll("table.tasks tbody tr")].every((r) => r.textContent!.includes("zoe")));
+  await page.fill('input[type="search"]', "");
 
   await page.click(`tr[data-uuid="${uuid}"] a[href^="#/task/"]`);
   await page.waitForSelector(`section.task[data-status="SCHEDULED_RETRY"] .attempt .frame`);
@@ -140,8 +152,20 @@ test("retry and cancel from the page, each confirmed by the server's message", a
   const { url } = await devRun(copyFixture("bank"));
   const later = await spawn(url, "Account", "bob", "deposit", { amount: 3 }, { hours: 1 });
   const { page, errors } = await openPage();
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: url });
   await page.goto(`${url}/__/#/task/${later}`);
   await page.waitForSelector('section.task[data-status="SCHEDULED"]');
+  // The copy buttons: the id, the CLI command, a curl that spawns the same request.
+  const copied = async (label: string) => {
+    await page.click(`button:text("${label}")`);
+    await page.waitForSelector('button:text("Copied")');
+    return page.evaluate(() => navigator.clipboard.readText());
+  };
+  expect(await copied("Copy id")).toBe(later);
+  expect(await copied("Copy mend command")).toBe(`mend task show --application-url ${url} ${later}`);
+  expect(await copied("Copy curl")).toBe(
+    `curl -X POST ${url}/v1/tasks -H 'content-type: application/json' -d '{"stateType":"Account","stateId":"bob","method":"deposit","request":{"amount":3}}'`,
+  );
   await page.click("text=Retry now");
   await page.waitForSelector('section.task[data-status="COMPLETED"]');
   expect(await page.textContent(".notice")).toBe("Task will run now.");
@@ -201,8 +225,10 @@ test("the state of an instance updates live, without a reload", async () => {
   await page.waitForSelector(".state pre");
   expect(JSON.parse((await page.textContent(".state pre"))!)).toMatchObject({ balance: 5 });
   await page.evaluate(() => ((window as unknown as { kept: boolean }).kept = true));
+  const sent = Date.now();
   await call(url, "Account", "alice", "deposit", { amount: 7 });
   await page.waitForFunction(() => document.querySelector(".state pre")?.textContent?.includes('"balance": 12'));
+  console.log(`dashboard: a state written showed on the page ${Date.now() - sent} ms after the call was sent`);
   expect(await page.evaluate(() => (window as unknown as { kept?: boolean }).kept)).toBe(true);
   await shot(page, "10-state-live");
   expect(errors).toEqual([]);
