@@ -83,3 +83,15 @@ test("mend task rerun forgets the step and the ones after it and says so; show l
     stream.close();
   }
 });
+
+test("--editor-url that is not a usable link is one line and exit 1, on serve and dev run; a good one reaches the page's session", async () => {
+  const dir = join(tempDir(), "steps");
+  cpSync(join(root, "test/apps/steps"), dir, { recursive: true });
+  const served = await mend(["serve", "--application", "src/main.ts", "--name", "t", "--port", "0", "--editor-url", "javascript:alert('{file}')"], { cwd: dir });
+  expect([served.exitCode, served.stderr]).toEqual([1, "mend: --editor-url may not be a javascript: URL."]);
+  const dev = await mend(["dev", "run", "--port", "0", "--editor-url", "idea://open?line={line}"], { cwd: dir });
+  expect([dev.exitCode, dev.stderr]).toEqual([1, "mend: --editor-url must contain {file} (and may contain {line} and {column}), got 'idea://open?line={line}'."]);
+  const { url } = await serve(dir, ["--editor-url", "idea://open?file={file}&line={line}"]);
+  const session = (await (await fetch(`${url}/v1/dashboard`)).json()) as { editorUrl: string; dev: boolean };
+  expect(session).toMatchObject({ editorUrl: "idea://open?file={file}&line={line}", dev: false });
+});
