@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
-import { copyFixture } from "./helpers/cli.js";
+import { copyFixture, serve } from "./helpers/cli.js";
 import { DevRun } from "./helpers/dev.js";
 import { tempDir } from "./helpers/temp.js";
 
@@ -257,4 +257,26 @@ test("a page served under a foreign Host name, and an action without the page's 
   expect(answer.body.error.code).toBe("MISSING_TOKEN");
   const task = (await (await fetch(`${url}/v1/tasks/${later}`)).json()) as { task: { status: string } };
   expect(task.task.status).toBe("SCHEDULED");
+});
+
+test("beyond loopback the page asks for the admin secret, keeps it for the tab only, and shows nothing without it", async () => {
+  const secret = "browser-secret-2468";
+  const { url } = await serve(copyFixture("bank"), ["--host", "0.0.0.0"], false, { MEND_ADMIN_SECRET: secret });
+  const local = `http://127.0.0.1:${new URL(url).port}`;
+  const { page, errors } = await openPage();
+  await page.goto(`${local}/__/`);
+  await page.waitForSelector("form.secret");
+  expect(await page.$("table.tasks")).toBeNull();
+  await page.fill('form.secret input[type="password"]', "not-the-secret");
+  await page.click('form.secret button[type="submit"]');
+  await page.waitForSelector("form.secret");
+  await shot(page, "11-secret");
+  await page.fill('form.secret input[type="password"]', secret);
+  await page.click('form.secret button[type="submit"]');
+  await page.waitForSelector("html[data-ready]");
+  await page.waitForSelector(".dot.live");
+  expect(await page.$("form.secret")).toBeNull();
+  expect(await page.evaluate(() => [sessionStorage.getItem("mend-admin-secret"), localStorage.length, document.cookie])).toEqual([secret, 0, ""]);
+  // The refused requests before the secret was given are the only errors the console saw.
+  expect(errors.filter((e) => !/status of 401/.test(e))).toEqual([]);
 });
