@@ -350,14 +350,13 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     task.attempts = attempt;
     const run: Running = { task, controller: new AbortController(), attempt, cancelled: false, idle: false };
     this.#running.set(task.uuid, run);
-    const startedAt = Date.now();
+    // The start time is taken as the start is committed, just before the method runs, so the
+    // attempt's recorded duration is the method's own.
+    let startedAt = Date.now();
     // The task's writes carry its key into the group commit: one that fails takes the later ones with it.
     const keys = [`task\u0000${task.uuid}`];
-    const started = this.commits.commit(() => this.sql.startTask(task.uuid, attempt, version.id, startedAt), keys);
-    // The time limit is kept here, on the attempt's own signal.
-    const limit = Number.isFinite(r.timeoutMs)
-      ? setTimeout(() => run.controller.abort(new DeadlineExceeded(`${task.stateType}.${task.method}`, r.timeoutMs)), r.timeoutMs)
-      : undefined;
+    const started = this.commits.commit(() => this.sql.startTask(task.uuid, attempt, version.id, (startedAt = Date.now())), keys);
+    let limit: NodeJS.Timeout | undefined;
 
     const end = (outcome: Outcome) => {
       // A cancel being committed wins: this end, and a writer's change with it, is not committed.
@@ -377,6 +376,9 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     try {
       // The method runs once its attempt is on record: a crash from here on leaves it INTERRUPTED.
       await started;
+      // The time limit is kept here, on the attempt's own signal.
+      if (Number.isFinite(r.timeoutMs))
+        limit = setTimeout(() => run.controller.abort(new DeadlineExceeded(`${task.stateType}.${task.method}`, r.timeoutMs)), r.timeoutMs);
       if (this.listenerCount("attempt:start") > 0) this.#emit("attempt:start", { taskId, method: task.method, attempt, version: version.id });
       const request: unknown = JSON.parse(task.request);
       // An error the attempt's code lets escape where nobody awaits it fails this attempt.

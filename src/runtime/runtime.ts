@@ -167,9 +167,18 @@ export class Runtime {
     return runtime;
   }
 
+  /**
+   * A version without a name given gets the next number of the store (`v14` after a run that
+   * ended at `v13`), recorded there; `mend dev run` names and records its own.
+   */
   #newVersion(application: Application, id?: string): CodeVersion {
-    this.#versions++;
-    return new CodeVersion(id ?? `v${this.#versions}`, application);
+    if (id !== undefined) return new CodeVersion(id, application);
+    this.#versions = Math.max(this.#versions, this.#sql.lastVersion()) + 1;
+    const number = this.#versions;
+    this.#commits
+      .commit(() => this.#sql.recordVersion({ number, loaded_at: Date.now(), changed: "[]", build_ms: null, load_ms: null }))
+      .catch((error: unknown) => this.#engine.emit("store:error", { error }));
+    return new CodeVersion(`v${number}`, application);
   }
 
   /** The durability the store runs with: SQLite's `synchronous`, as the open connection reports it. */
