@@ -90,7 +90,7 @@ async function devRun(dir: string): Promise<{ dev: DevRun; url: string }> {
   return { dev, url };
 }
 
-test("the failing demo task shows failing, its stack opens the .ts line, a save turns it completed without a reload; the dev loop shows versions and build errors", async () => {
+test("the failing demo task shows failing, its stack opens the .ts line, a save turns it completed without a reload; the dev loop shows versions, build errors and restarts", async () => {
   const dir = realpathSync(copyFixture("bank"));
   const { dev, url } = await devRun(dir);
   expect(dev.output).toContain(`mend: serving dash at ${url}\nmend: dashboard at ${url}/__/\n`);
@@ -146,6 +146,16 @@ test("the failing demo task shows failing, its stack opens the .ts line, a save 
   expect(await page.evaluate(() => (window as unknown as { kept?: boolean }).kept)).toBe(true);
   await shot(page, "4-dev-loop");
   expect(errors).toEqual([]);
+  await page.close();
+
+  // A runtime that dies is restarted by the watcher, which tells the new one why.
+  writeFileSync(format, source.replace("SYMBOLS[currency]", "SYMBOLS[currency.toUpperCase()]"));
+  await dev.until(/v3 ready/);
+  const { pid } = (await (await fetch(`${url}/health`)).json()) as { pid: number };
+  process.kill(pid, "SIGKILL");
+  await dev.until(/the runtime was killed by SIGKILL; restarting it on v3[\s\S]*v3 ready/);
+  const { log } = (await (await fetch(`${url}/v1/versions`)).json()) as { log: { kind: string; reason?: string }[] };
+  expect(log.find((e) => e.kind === "restarted")?.reason).toBe("The runtime was killed by SIGKILL; restarted on v3.");
 });
 
 test("retry and cancel from the page, each confirmed by the server's message", async () => {
