@@ -37,6 +37,8 @@ export interface RuntimeConfig {
   host: string;
   port: number;
   effectValidation?: string;
+  /** At most this many attempts at once (RuntimeOptions.concurrency). */
+  concurrency?: number;
   /** Set on a restart: how the previous runtime stopped, and the tasks to park. */
   recovery?: Recovery;
 }

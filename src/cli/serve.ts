@@ -24,6 +24,7 @@ export interface ServeOptions {
   allowedHost: string[];
   allowedOrigin: string[];
   maxConnections?: number;
+  concurrency?: number;
   logFormat: LogFormat;
 }
 
@@ -83,6 +84,7 @@ export function registerServe(program: Command): void {
     .option("--allowed-host <name>", "also accept requests whose Host is this name; '.example.com' accepts its subdomains (repeatable)", collect, [])
     .option("--allowed-origin <origin>", "accept cross-origin browser requests from this origin, e.g. https://app.example (repeatable)", collect, [])
     .option("--max-connections <n>", "close connections beyond this many (default 1024)", parseCount)
+    .option("--concurrency <n>", "at most this many task attempts at once (default 256)", parseCount)
     .addOption(new Option("--log-format <format>", "how failing attempts are logged to stderr: text, or JSON lines for log collectors").choices(["text", "json"]).default("text"))
     .action(async (o: ServeOptions) => {
       process.setSourceMapsEnabled(true);
@@ -102,7 +104,7 @@ export function registerServe(program: Command): void {
         rmSync(buildDir, { recursive: true, force: true });
       });
       try {
-        runtime = await Runtime.start(await loadApp(await build(o.application, buildDir)), { directory });
+        runtime = await Runtime.start(await loadApp(await build(o.application, buildDir)), { directory, ...(o.concurrency ? { concurrency: o.concurrency } : {}) });
         logTasks(runtime, o.logFormat);
         server = await startServer(runtime, {
           host: o.host,
