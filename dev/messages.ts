@@ -42,6 +42,8 @@ export interface RuntimeConfig {
   effectValidation?: string;
   /** The dashboard's editor link template (--editor-url). */
   editorUrl?: string;
+  /** At most this many attempts at once (RuntimeOptions.concurrency). */
+  concurrency?: number;
   /** Set on a restart: how the previous runtime stopped, and the tasks to park. */
   recovery?: Recovery;
 }

@@ -29,6 +29,7 @@ export interface DevRunOptions {
   stateDirectory: string;
   adminSecret?: string;
   effectValidation?: string;
+  concurrency?: number;
   /** `swap` loads new code into the running runtime; `restart` starts a new runtime for it. @defaultValue "swap" */
   reload?: "swap" | "restart";
   /** The dashboard's editor link of a stack frame (`{file}`, `{line}`, `{column}`). */
@@ -79,7 +80,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
   pruneBuilds(buildRoot);
   const buildDir = join(buildRoot, String(process.pid));
   const builder = new Builder(entry, buildDir);
-  const config: RuntimeConfig = { directory, host: o.host, port: o.port, effectValidation: o.effectValidation, editorUrl: o.editorUrl };
+  const config: RuntimeConfig = { directory, host: o.host, port: o.port, effectValidation: o.effectValidation, concurrency: o.concurrency, editorUrl: o.editorUrl };
   const taskLog = new TaskLog({ format: "text", dev: true, root: cwd });
   const running = new RunningAttempts();
   const suspects = new Suspects();

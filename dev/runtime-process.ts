@@ -81,6 +81,7 @@ async function load(version: string, file: string, info: VersionInfo | undefined
   try {
     const options: RuntimeOptions = { directory: config.directory, version, recovery: config.recovery };
     if (config.effectValidation) options.effectValidation = config.effectValidation as RuntimeOptions["effectValidation"];
+    if (config.concurrency) options.concurrency = config.concurrency;
     runtime = await Runtime.start(app, options);
     // From here on tasks may run (none runs before); the thread starts beside the server.
     dieWithWatcher(3000);

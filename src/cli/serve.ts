@@ -25,6 +25,7 @@ export interface ServeOptions {
   allowedOrigin: string[];
   maxConnections?: number;
   editorUrl?: string;
+  concurrency?: number;
   logFormat: LogFormat;
 }
 
@@ -85,6 +86,7 @@ export function registerServe(program: Command): void {
     .option("--allowed-origin <origin>", "accept cross-origin browser requests from this origin, e.g. https://app.example (repeatable)", collect, [])
     .option("--max-connections <n>", "close connections beyond this many (default 1024)", parseCount)
     .option("--editor-url <template>", "the dashboard's link of a stack frame: {file}, {line}, {column} (default vscode://file/{file}:{line}:{column})")
+    .option("--concurrency <n>", "at most this many task attempts at once (default 256)", parseCount)
     .addOption(new Option("--log-format <format>", "how failing attempts are logged to stderr: text, or JSON lines for log collectors").choices(["text", "json"]).default("text"))
     .action(async (o: ServeOptions) => {
       process.setSourceMapsEnabled(true);
@@ -104,7 +106,7 @@ export function registerServe(program: Command): void {
         rmSync(buildDir, { recursive: true, force: true });
       });
       try {
-        runtime = await Runtime.start(await loadApp(await build(o.application, buildDir)), { directory });
+        runtime = await Runtime.start(await loadApp(await build(o.application, buildDir)), { directory, ...(o.concurrency ? { concurrency: o.concurrency } : {}) });
         logTasks(runtime, o.logFormat);
         server = await startServer(runtime, {
           host: o.host,

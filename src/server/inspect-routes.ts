@@ -22,7 +22,7 @@ export interface RouteContext {
   parts: string[];
   /** Whether the request is `verb` on `path` (`:name` matches any part); records the verbs of a path that matches. */
   at(path: string, verb: string): boolean;
-  authorize(route: RouteName): void;
+  authorize(route: RouteName): Promise<void>;
   /** The request's JSON body, within the server's limits. */
   body(): Promise<unknown>;
   /** The uuid of the task a path part names (a uuid or a unique start of one). */
@@ -73,33 +73,33 @@ export function requireToken(req: IncomingMessage, token: string): void {
 export async function dashboardRoutes(runtime: Runtime, o: DashboardOptions, c: RouteContext): Promise<boolean> {
   const { req, res, url, parts } = c;
   if (parts[0] === "__" && parts.length <= 2 && (req.method === "GET" || req.method === "HEAD")) {
-    c.authorize("page");
+    await c.authorize("page");
     o.page.serve(req, res, parts[1] ?? "");
     return true;
   }
   if (c.at("/v1/dashboard", "GET")) {
-    c.authorize("dashboard");
+    await c.authorize("dashboard");
     send(res, 200, { token: o.token, version: runtime.version, editorUrl: o.editorUrl, dev: o.devLoop !== undefined, loopback: o.loopback });
     return true;
   }
   if (c.at("/v1/events", "GET")) {
-    c.authorize("events");
+    await c.authorize("events");
     o.events.open(req, res, url);
     return true;
   }
   if (c.at("/v1/counts", "GET")) {
-    c.authorize("inspect");
+    await c.authorize("inspect");
     send(res, 200, { tasks: runtime.inspector.counts() });
     return true;
   }
   if (c.at("/v1/tasks/:id/steps", "GET")) {
-    c.authorize("inspect");
+    await c.authorize("inspect");
     const uuid = c.taskUuid(parts[2]!);
     send(res, 200, { steps: runtime.inspector.steps(uuid) });
     return true;
   }
   if (c.at("/v1/tasks/:id/rerun", "POST")) {
-    c.authorize("rerun");
+    await c.authorize("rerun");
     requireToken(req, o.token);
     const body = parse(RerunBody, await c.body(), "rerun");
     const uuid = c.taskUuid(parts[2]!);
@@ -112,18 +112,18 @@ export async function dashboardRoutes(runtime: Runtime, o: DashboardOptions, c: 
     return true;
   }
   if (c.at("/v1/states", "GET")) {
-    c.authorize("inspect");
+    await c.authorize("inspect");
     send(res, 200, { types: runtime.inspector.stateTypes() });
     return true;
   }
   if (c.at("/v1/states/:type", "GET")) {
-    c.authorize("inspect");
+    await c.authorize("inspect");
     const query = parse(InstancesQuery, Object.fromEntries(url.searchParams), "query");
     send(res, 200, { stateType: decodePart(parts[2]!), ...runtime.inspector.instances(decodePart(parts[2]!), query) });
     return true;
   }
   if (c.at("/v1/states/:type/:id", "GET")) {
-    c.authorize("inspect");
+    await c.authorize("inspect");
     const [stateType, stateId] = [decodePart(parts[2]!), decodePart(parts[3]!)];
     const full = url.searchParams.get("full") === "true";
     const tasks = runtime.listTasks({ stateType, stateId, limit: 50 }).map((t) => ({ id: TaskId.format(t.taskId), ...t }));
@@ -131,7 +131,7 @@ export async function dashboardRoutes(runtime: Runtime, o: DashboardOptions, c: 
     return true;
   }
   if (c.at("/v1/versions", "GET")) {
-    c.authorize("inspect");
+    await c.authorize("inspect");
     send(res, 200, versionsAnswer(runtime, o));
     return true;
   }

@@ -84,7 +84,23 @@ export const MIGRATIONS: readonly string[] = [
     load_ms   REAL
   );
   `,
-  // 5: the dashboard. Each workflow step's place in the order its task first recorded them
+  // 5: calls made idempotently from outside (`.idempotently()` on an ExternalContext or a
+  // runtime context, an HTTP idempotency key, the calls of `initialize`): one row per seed
+  // and alias, kept with the store, so a repeat gets the recorded result.
+  `
+  CREATE TABLE idempotency (
+    seed       TEXT NOT NULL,
+    alias      TEXT NOT NULL,
+    kind       TEXT NOT NULL,       -- call, spawn or initialize
+    step       TEXT NOT NULL,       -- what the key stands for, e.g. Account('alice').deposit()
+    request    TEXT NOT NULL,       -- JSON of the validated request: a repeat must ask the same
+    status     TEXT NOT NULL,       -- completed or failed (a declared error)
+    value      TEXT,                -- JSON: the response, { error, message }, or a task id
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (seed, alias)
+  ) WITHOUT ROWID;
+  `,
+  // 6: the dashboard. Each workflow step's place in the order its task first recorded them
   // (rerunning from a step forgets the ones recorded at or after it; steps recorded before
   // this column have none and sort first), a task's children by their parent, and what
   // operators did to a task (a rerun from a step: who, when, which steps).
