@@ -125,6 +125,7 @@ export function registerServe(program: Command): void {
       }
       console.log(`mend: serving ${o.name} at ${server.url}`);
       if (o.port === 0) console.log(applicationUrlExportLine(server.url));
+      console.log(`mend: dashboard at ${server.url}/__/`);
     });
 }
 
