@@ -19,6 +19,12 @@ export default defineConfig({
       "test/cancel-race.test.ts",
       "test/unit.test.ts",
       "test/pure.test.ts",
+      "test/limits.test.ts",
+      "test/window.test.ts",
+      "test/reboot.test.ts",
+      "test/connections.test.ts",
+      "test/dashboard-routes.test.ts",
+      "test/server-rules.test.ts",
     ],
   },
 });

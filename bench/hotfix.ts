@@ -32,7 +32,7 @@ async function measure(ctx: BenchContext, mode: Mode, modules = MODULES, saves =
       const stateId = `s${k}`;
       const from = dev.mark();
       const uuid = await spawnTask(url, { stateType: "Ledger", stateId, method: "reconcile", request: { currency: currencyOf(k) } });
-      const label = `Ledger\\('${stateId}'\\)\\.reconcile \\[${uuid.slice(0, 8)}\\]`;
+      const label = `Ledger\\('${stateId}'\\)\\.reconcile \\[${uuid.slice(0, 18)}\\]`; // dev prints the first 18 characters of a uuid
       await dev.until(new RegExp(`✗ ${label} failed on v\\d+ \\(attempt 1\\): Error: Unknown currency`), from);
 
       // The save: the fixed file, which knows the currency.

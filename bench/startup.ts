@@ -37,7 +37,8 @@ export async function startup(ctx: BenchContext): Promise<BenchResult> {
     for (let i = 0; i < RUNS; i++) {
       const run = new DevProcess(ctx.cli, dir, ["--name", "bench"]);
       try {
-        const { at } = await run.until(/v1 ready in \d+ ms/);
+        // Versions are numbered per store: the 2nd run on the same store starts at v2.
+        const { at } = await run.until(/v\d+ ready in \d+ ms/);
         dev.push(at - run.spawnedAt);
       } finally {
         await run.stop();

@@ -1,4 +1,7 @@
 import { execa, type ResultPromise } from "execa";
+import { performance } from "node:perf_hooks";
+import { limit } from "../src/cli/log-lines.js";
+import { Heartbeat } from "./heartbeat.js";
 import type { FromRuntime, RuntimeConfig, ToRuntime } from "./messages.js";
 
 export interface Exit {
@@ -8,16 +11,23 @@ export interface Exit {
   stuck: boolean;
   /** We killed it to start a new one (restart reload mode). */
   planned: boolean;
+  /** The signal that ended it, if one did. */
+  signal?: string;
+  /** When it stopped (ms since the epoch): when we killed it, or saw it gone. */
+  stoppedAt: number;
 }
 
 export interface SupervisorOptions {
   script: string;
   /** Node's own flags for the child. */
   execArgv?: readonly string[];
-  config: RuntimeConfig;
+  /** Read at each start: a restart passes what the previous runtime left (see RuntimeConfig.recovery). */
+  config: () => RuntimeConfig;
+  /** Added to the child's environment (secrets go here, never on its command line). */
+  env?: Record<string, string>;
   onMessage: (message: FromRuntime) => void;
   onExit: (exit: Exit) => void;
-  /** A runtime that has not answered a ping for this long is killed. @defaultValue 3000 */
+  /** A runtime that has left a ping unanswered for this long is killed. @defaultValue 3000 */
   stuckMs?: number;
 }
 
@@ -25,11 +35,10 @@ export interface SupervisorOptions {
 export class Supervisor {
   #child: ResultPromise | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
-  #lastPong = 0;
-  #ping = 0;
   #stuck = false;
   #planned = false;
   #stopping = false;
+  #stoppedAt = 0;
 
   constructor(private readonly options: SupervisorOptions) {}
 
@@ -37,45 +46,53 @@ export class Supervisor {
     return this.#child !== undefined;
   }
 
+  get stuckMs(): number {
+    return this.options.stuckMs ?? 3000;
+  }
+
   start(): void {
     if (this.#child || this.#stopping) return;
-    const child = execa("node", [...(this.options.execArgv ?? []), this.options.script, JSON.stringify(this.options.config)], {
+    const child = execa("node", [...(this.options.execArgv ?? []), this.options.script, JSON.stringify(this.options.config())], {
       ipc: true,
       serialization: "json",
       stdin: "ignore",
       stdout: "inherit",
       stderr: "inherit",
       reject: false,
-      // The runtime dies with the watcher: never leave it behind.
+      env: this.options.env,
+      // The runtime dies with the watcher: never leave it behind (see also dieWithWatcher).
       cleanup: true,
     });
     this.#child = child;
     this.#stuck = false;
     this.#planned = false;
-    this.#lastPong = Date.now();
+    this.#stoppedAt = 0;
+    const heartbeat = new Heartbeat();
     child.on("message", (message: FromRuntime) => {
-      if (message.type === "pong") this.#lastPong = Date.now();
+      if (message.type === "pong") heartbeat.pong(message.n);
       else this.options.onMessage(message);
     });
-    const stuckMs = this.options.stuckMs ?? 3000;
+    const stuckMs = this.stuckMs;
     this.#heartbeat = setInterval(() => {
-      if (Date.now() - this.#lastPong > stuckMs) {
+      const now = performance.now();
+      if (heartbeat.stalledFor(now) > stuckMs) {
+        clearInterval(this.#heartbeat);
         this.#stuck = true;
-        child.kill("SIGKILL");
+        this.#kill(child);
         return;
       }
-      this.send({ type: "ping", n: ++this.#ping });
-    }, Math.min(500, stuckMs / 3));
+      this.send({ type: "ping", n: heartbeat.ping(now) });
+    }, Math.max(20, Math.min(250, stuckMs / 4)));
     void child.then((result) => {
       clearInterval(this.#heartbeat);
       this.#child = undefined;
       if (this.#stopping) return;
       const reason = this.#stuck
-        ? `stopped answering for ${((this.options.stuckMs ?? 3000) / 1000).toFixed(0)} s (a task may be stuck in a synchronous loop)`
+        ? `stopped answering for ${limit(stuckMs)}`
         : result.signal
           ? `was killed by ${result.signal}`
           : `exited with code ${result.exitCode}`;
-      this.options.onExit({ reason, stuck: this.#stuck, planned: this.#planned });
+      this.options.onExit({ reason, stuck: this.#stuck, planned: this.#planned, signal: result.signal, stoppedAt: this.#stoppedAt || Date.now() });
     });
   }
 
@@ -104,11 +121,16 @@ export class Supervisor {
   restart(): void {
     if (!this.#child) return;
     this.#planned = true;
-    this.#child.kill("SIGKILL");
+    this.#kill(this.#child);
   }
 
   kill(): void {
     this.#stopping = true;
     this.#child?.kill("SIGKILL");
+  }
+
+  #kill(child: ResultPromise): void {
+    this.#stoppedAt ||= Date.now();
+    child.kill("SIGKILL");
   }
 }

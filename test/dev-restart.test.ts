@@ -17,11 +17,11 @@ test("--reload restart starts a new runtime on the fix and retries the failing t
   const before = ((await (await fetch(`${url}/health`)).json()) as { pid: number }).pid;
   const { task } = await Account.ref("carol").spawn().statement(new ExternalContext({ url }));
   // The statement retries once a minute: only an immediate retry finishes it within the test.
-  await dev.until(/✗ Account\('carol'\)\.statement \[\w+\] failed on v1 \(attempt 1\).*retry in 60\.0 s/);
+  await dev.until(/✗ Account\('carol'\)\.statement \[[\w-]+\] failed on v1 \(attempt 1\).*retry in 60\.0 s/);
   const format = join(app, "src/format.ts");
   writeFileSync(format, readFileSync(format, "utf8").replace("SYMBOLS[currency]", "SYMBOLS[currency.toUpperCase()]"));
   await dev.until(/v\d ready in \d+ ms \(src\/format\.ts\) — retrying 1 failing task/);
-  await dev.until(/✓ Account\('carol'\)\.statement \[\w+\] completed on v\d \(attempt 2\)/);
+  await dev.until(/✓ Account\('carol'\)\.statement \[[\w-]+\] completed on v\d \(attempt 2\)/);
   expect(await task).toEqual({ text: "Monthly statement for carol. Balance: $0.00" });
   const after = ((await (await fetch(`${url}/health`)).json()) as { pid: number }).pid;
   expect(after).not.toBe(before);

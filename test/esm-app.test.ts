@@ -89,7 +89,7 @@ describe("an ES module app", () => {
     // The method forces full garbage collections before it fails twelve calls deep.
     const spawned = await post(url, "/v1/tasks", dive);
     const uuid = spawned.body.taskId.taskUuid as string;
-    await dev.until(/✗ Greeter\('g'\)\.dive \[\w+\] failed on v1 \(attempt 1\): Error: too deep at 12/);
+    await dev.until(/✗ Greeter\('g'\)\.dive \[[\w-]+\] failed on v1 \(attempt 1\): Error: too deep at 12/);
     await dev.until(/at level12 \(src\/chain\.ts:14:\d+\)/);
     expectDiveStack((await endedAttempt(url, uuid, 1)).error?.stack, dir);
 
@@ -103,7 +103,7 @@ describe("an ES module app", () => {
 
     // The fix; top-level await ran again for each version, so greet still answers.
     writeFileSync(chain, readFileSync(chain, "utf8").replace("if (n > 0)", "if (n > 99)"));
-    await dev.until(/✓ Greeter\('g'\)\.dive \[\w+\] completed on v3/);
+    await dev.until(/✓ Greeter\('g'\)\.dive \[[\w-]+\] completed on v3/);
     expect((await post(url, "/v1/call", greet)).body.outcome.response).toEqual(expectedGreeting(dir));
     expect(await dev.stop()).toBe(130);
   });

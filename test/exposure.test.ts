@@ -6,7 +6,8 @@ import { request } from "node:http";
 import { describe, expect, test } from "vitest";
 import { ExternalContext } from "mend";
 import { Account } from "../fixtures/bank/src/api.js";
-import { checkRequest, isAllowedHost, needsAdminSecret, type GuardOptions } from "../src/server/guard.js";
+import { bearerToken, checkRequest, isAllowedHost, needsAdminSecret, passesToAuthorizer, type GuardOptions } from "../src/server/guard.js";
+import { allow, deny, decisionOf } from "../src/api/authorization.js";
 import { copyFixture, serve } from "./helpers/cli.js";
 
 describe("the rules (pure)", () => {
@@ -42,6 +43,21 @@ describe("the rules (pure)", () => {
     expect(need({ loopback: false, adminSecret: "s" })).toEqual(["call", "spawn", "wait", "list", "show", "cancel", "retry"]);
     expect(need({ loopback: true, adminSecret: "s" })).toEqual(["list", "show", "cancel", "retry"]);
     expect(need({ loopback: true })).toEqual([]);
+  });
+
+  test("an authorizer stands in for the secret on call, spawn and wait only; a token is read from Authorization: Bearer", () => {
+    const routes = ["health", "call", "spawn", "wait", "list", "show", "cancel", "retry"] as const;
+    expect(routes.filter(passesToAuthorizer)).toEqual(["call", "spawn", "wait"]);
+    expect([bearerToken("Bearer abc"), bearerToken("Basic abc"), bearerToken(undefined), bearerToken("Bearer ")]).toEqual(["abc", undefined, undefined, undefined]);
+  });
+
+  test("an authorizer's decision: only allow() lets a call through", () => {
+    expect(decisionOf(allow())).toEqual({ allowed: true });
+    expect(decisionOf(deny())).toEqual({ allowed: false });
+    expect(decisionOf(deny("no"))).toEqual({ allowed: false, message: "no" });
+    expect(decisionOf(new Error("not yours"))).toEqual({ allowed: false, message: "not yours" });
+    expect(decisionOf(true)).toEqual({ allowed: false, message: "An authorizer must return allow(), deny() or an Error, not true." });
+    expect(decisionOf(undefined).allowed).toBe(false);
   });
 });
 
@@ -129,7 +145,7 @@ describe("mend serve --host 0.0.0.0", () => {
     expect([allowed.status, allowed.headers["access-control-allow-origin"]]).toEqual([200, "https://ui.example"]);
     // The browser's preflight carries no secret; it is answered for the allowed origin only.
     const preflight = await send(port, "OPTIONS", "/v1/call", { headers: { origin: "https://ui.example", "access-control-request-method": "POST" } });
-    expect([preflight.status, preflight.headers["access-control-allow-headers"]]).toEqual([204, "authorization, content-type"]);
+    expect([preflight.status, preflight.headers["access-control-allow-headers"]]).toEqual([204, "authorization, content-type, last-event-id, x-mend-token"]);
     const stillNeedsSecret = await send(port, "POST", "/v1/call", {
       body: { stateType: "Account", stateId: "ui", method: "balance" },
       headers: { origin: "https://ui.example" },

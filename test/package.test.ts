@@ -80,19 +80,19 @@ describe("the packed package", () => {
     // The README's client example runs on Node 20 with tsx, against this server.
     writeFileSync(join(dir, "src/client.ts"), CLIENT.replace("http://127.0.0.1:9991", url!));
     await run(join(dir, "node_modules/.bin/tsx"), ["src/client.ts"], dir);
-    await dev.until(/✓ Account\('alice'\)\.welcomeEmail \[\w+\] completed on v1/);
+    await dev.until(/✓ Account\('alice'\)\.welcomeEmail \[[\w-]+\] completed on v1/);
     const spawned = await fetch(`${url}/v1/tasks`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ stateType: "Account", stateId: "carol", method: "statement", request: {} }),
     });
     expect(spawned.status).toBe(201);
-    await dev.until(/✗ Account\('carol'\)\.statement \[\w+\] failed on v1 \(attempt 1\): Error: Unknown currency 'usd'/);
+    await dev.until(/✗ Account\('carol'\)\.statement \[[\w-]+\] failed on v1 \(attempt 1\): Error: Unknown currency 'usd'/);
     await dev.until(/at formatBalance \(src\/format\.ts:5:\d+\)/);
     const format = join(dir, "src/format.ts");
     writeFileSync(format, readFileSync(format, "utf8").replace("SYMBOLS[currency]", "SYMBOLS[currency.toUpperCase()]"));
     await dev.until(/v2 ready in \d+ ms \(src\/format\.ts\) — retrying 1 failing task/);
-    await dev.until(/✓ Account\('carol'\)\.statement \[\w+\] completed on v2 \(attempt 2\)/);
+    await dev.until(/✓ Account\('carol'\)\.statement \[[\w-]+\] completed on v2 \(attempt 2\)/);
     expect(await dev.stop()).toEqual({ exitCode: 130, signal: undefined });
   }, 240_000);
 

@@ -1,6 +1,6 @@
 // Type-level tests: `npm test` runs tsc, which fails if any @ts-expect-error below is not an error.
 import { expect, expectTypeOf, test } from "vitest";
-import { defineApi, z, type Context, type RuntimeOptions, type Task, type TaskId } from "mend";
+import { defineApi, z, type Context, type RequestOf, type ResponseOf, type RuntimeOptions, type StateOf, type Task, type TaskId } from "mend";
 import { Account } from "../fixtures/bank/src/api.js";
 
 declare const ctx: Context;
@@ -64,4 +64,48 @@ test("state, spawned tasks and retrieved tasks keep their precise types", () => 
   expectTypeOf(Account.StatementTask.retrieve).returns.toEqualTypeOf<Task<{ text: string }>>();
   expectTypeOf<RuntimeOptions["synchronous"]>().toEqualTypeOf<"FULL" | "NORMAL" | undefined>();
   expect(typeof Account.ref).toBe("function");
+});
+
+test("a declaration with an unknown key is a type error", () => {
+  const load = () => {
+    // @ts-expect-error `erors` is not a key of a method declaration
+    defineApi({ T: { state: {}, methods: { m: { kind: "writer", request: {}, erors: [] } } } });
+  };
+  const state = () => {
+    // @ts-expect-error `sttae` is not a key of a state type declaration
+    defineApi({ T: { sttae: {}, state: {}, methods: {} } });
+  };
+  expect(load).toThrow("unknown key 'erors'");
+  expect(state).toThrow("unknown key 'sttae'");
+});
+
+test("constructors, own refs, and the types of state, requests and responses", () => {
+  const { Box } = defineApi({
+    Box: {
+      state: { label: z.string(), items: z.array(z.string()).default([]) },
+      methods: {
+        make: { kind: "writer", factory: {}, request: { label: z.string() }, response: { made: z.boolean() } },
+        add: { kind: "writer", request: { item: z.string() }, response: z.void() },
+      },
+    },
+  });
+  expectTypeOf<StateOf<typeof Box>>().toEqualTypeOf<{ label: string; items: string[] }>();
+  expectTypeOf<RequestOf<typeof Box, "add">>().toEqualTypeOf<{ item: string }>();
+  expectTypeOf<ResponseOf<typeof Box, "make">>().toEqualTypeOf<{ made: boolean }>();
+  expectTypeOf<z.infer<typeof Box.State>>().toEqualTypeOf<StateOf<typeof Box>>();
+  type Made = Awaited<ReturnType<typeof Box.make>>;
+  expectTypeOf<Made[1]>().toEqualTypeOf<{ made: boolean }>();
+  expectTypeOf<Made[0]["stateId"]>().toEqualTypeOf<string>();
+  void (() => Box.make(ctx, "b1", { label: "x" }));
+  void (() => Box.make(ctx, { label: "x" }));
+  void (() => Box.idempotently("k").make(ctx, { label: "x" }));
+  // @ts-expect-error `add` is not a constructor
+  void (() => Box.add(ctx, { item: "x" }));
+  // @ts-expect-error the request of make needs a label
+  void (() => Box.make(ctx, "b1", {}));
+  const own = Box.ref();
+  // @ts-expect-error an own ref has no id of its own
+  void own.stateId;
+  void (() => own.add(ctx, { item: "y" }));
+  expect(typeof Box.make).toBe("function");
 });

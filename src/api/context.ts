@@ -21,19 +21,42 @@ export interface CallTarget {
   readonly method: string;
 }
 
+/**
+ * How a call is repeated safely (Reboot's names): `.idempotently(alias?)` runs it once per
+ * key (in a workflow: once per workflow, or per loop iteration; from outside: once per
+ * context seed and alias), `.perWorkflow(alias)` once per workflow even inside a loop, and
+ * `.always()` every time.
+ */
+export type CallMode = { kind: "idempotently"; alias?: string } | { kind: "perWorkflow"; alias: string } | { kind: "always" };
+
 export interface EnqueueOptions {
   mode: "schedule" | "spawn";
   when?: When;
-  alias?: string;
+  call?: CallMode;
+}
+
+/** Who is calling from outside, as the application's `tokenVerifier` made it from a bearer token. */
+export interface Auth {
+  userId?: string;
+  properties?: Record<string, unknown>;
 }
 
 export interface Caller {
   /** Runs a method; a declared error comes back as an ABORTED outcome, anything else throws. */
-  call(target: CallTarget, request: unknown, alias?: string): Promise<Outcome>;
+  call(target: CallTarget, request: unknown, mode?: CallMode): Promise<Outcome>;
   /** Creates a task. */
   enqueue(target: CallTarget, request: unknown, options: EnqueueOptions): Promise<TaskId>;
   /** Waits for a task to end. */
   wait(taskId: TaskId): Promise<Outcome>;
+  /** A workflow's read of a state (memoised unless `.always()`). */
+  read?(target: { stateType: string; stateId: string }, mode?: CallMode): Promise<unknown>;
+  /** A workflow's inline writer: `fn` changes the state, once per key. */
+  write?(target: { stateType: string; stateId: string }, fn: (state: never) => unknown, mode?: CallMode): Promise<unknown>;
+  /**
+   * The id of a constructor called without one, and the mode to call it with: a new id, or
+   * one that a repeat of the same idempotent call (or a retry of a workflow) finds again.
+   */
+  construct?(stateType: string, method: string, mode?: CallMode): { stateId: string; mode?: CallMode };
 }
 
 /** What every method body receives. */
@@ -52,6 +75,8 @@ export class Context {
     readonly taskId?: TaskId,
     /** The attempt number (1 for the first) when running as a task. */
     readonly attempt?: number,
+    /** Who called from outside, when the call carried a token the application's `tokenVerifier` accepted. */
+    readonly auth?: Auth,
   ) {
     this[CALLER] = caller;
   }

@@ -66,7 +66,109 @@ export class MethodFailed extends MendError {
   }
 }
 
+/**
+ * A method other than a constructor was called on an instance of a state type that declares
+ * constructors (`factory: {}`), and no constructor has run on it. It ends the call (and a
+ * task) as it is: retrying does not construct the instance.
+ */
+export class StateNotConstructed extends MendError {
+  readonly stateType: string;
+  readonly stateId: string;
+  readonly constructors: readonly string[];
+  constructor(stateType: string, stateId: string, constructors: readonly string[], message?: string) {
+    super(
+      "STATE_NOT_CONSTRUCTED",
+      message ??
+        `${stateType}('${stateId}') has not been constructed: call one of its constructors first (${constructors.map((c) => `${stateType}.${c}`).join(", ")}).`,
+    );
+    this.name = "StateNotConstructed";
+    this.stateType = stateType;
+    this.stateId = stateId;
+    this.constructors = constructors;
+  }
+}
+
+/** A constructor was called on an instance that exists already. */
+export class StateAlreadyConstructed extends MendError {
+  readonly stateType: string;
+  readonly stateId: string;
+  constructor(stateType: string, stateId: string, message?: string) {
+    super("STATE_ALREADY_CONSTRUCTED", message ?? `${stateType}('${stateId}') has already been constructed.`);
+    this.name = "StateAlreadyConstructed";
+    this.stateType = stateType;
+    this.stateId = stateId;
+  }
+}
+
+/** A call from outside the application that its servicer's authorizer did not allow. */
+export class PermissionDenied extends MendError {
+  constructor(message: string) {
+    super("PERMISSION_DENIED", message);
+    this.name = "PermissionDenied";
+  }
+}
+
+/** An idempotency key was used before for a different call (another method, state or request). */
+export class IdempotencyConflict extends MendError {
+  constructor(message: string) {
+    super("IDEMPOTENCY_CONFLICT", message);
+    this.name = "IdempotencyConflict";
+  }
+}
+
+/**
+ * The key under which an error mend raises is carried as an outcome's `error` (a task's
+ * stored error, a workflow's recorded step, an HTTP answer), so it revives as its class.
+ */
+export const MEND_ERROR_KEY = "$mend";
+
+/** Errors that end a call or a task as they are, not retried: the instance must change first. */
+export function isEndingError(thrown: unknown): thrown is StateNotConstructed | StateAlreadyConstructed {
+  return thrown instanceof StateNotConstructed || thrown instanceof StateAlreadyConstructed;
+}
+
+/** An ending error as data: `{ $mend: code, message, … }`. */
+export function endingErrorData(e: StateNotConstructed | StateAlreadyConstructed): Record<string, unknown> {
+  const base = { [MEND_ERROR_KEY]: e.code, stateType: e.stateType, stateId: e.stateId };
+  return e instanceof StateNotConstructed ? { ...base, constructors: [...e.constructors] } : base;
+}
+
+/** The error an outcome's data stands for, if it is one of mend's own; undefined otherwise. */
+export function reviveMendError(data: unknown, message: string): MendError | undefined {
+  if (typeof data !== "object" || data === null || !(MEND_ERROR_KEY in data)) return undefined;
+  const d = data as { $mend?: unknown; stateType?: unknown; stateId?: unknown; constructors?: unknown };
+  const type = String(d.stateType ?? "");
+  const id = String(d.stateId ?? "");
+  if (d.$mend === "STATE_NOT_CONSTRUCTED")
+    return new StateNotConstructed(type, id, Array.isArray(d.constructors) ? d.constructors.map(String) : [], message || undefined);
+  if (d.$mend === "STATE_ALREADY_CONSTRUCTED") return new StateAlreadyConstructed(type, id, message || undefined);
+  return new MendError(String(d.$mend), message);
+}
+
+/** Revives an error an HTTP answer carried by its code, as the same class where mend has one. */
+export function errorOfCode(code: string, message: string): MendError {
+  switch (code) {
+    case "PERMISSION_DENIED":
+      return new PermissionDenied(message);
+    case "IDEMPOTENCY_CONFLICT":
+      return new IdempotencyConflict(message);
+    case "CANCELLED":
+      return new Cancelled(message);
+    case "INVALID_ARGUMENT":
+      return new InvalidArgument(message);
+    case "NOT_ALLOWED":
+      return new NotAllowed(message);
+    default:
+      return new MendError(code, message);
+  }
+}
+
 const ABORTED = Symbol.for("mend.aborted");
+
+/** Whether a value is a `<Method>Aborted` of any method (a declared error), from any loaded version. */
+export function isAborted(value: unknown): value is Aborted {
+  return typeof value === "object" && value !== null && typeof (value as Record<symbol, unknown>)[ABORTED] === "string";
+}
 
 /**
  * Base class of every `<Method>Aborted`: a declared error that ends a call or a task.

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { InvalidArgument } from "./errors.js";
 
 /** The longest state id, state type or method name, in UTF-16 code units. */
@@ -40,4 +41,15 @@ export function checkTarget(target: { stateType: unknown; stateId: unknown; meth
   checkName(target.stateType, "The state type");
   checkName(target.stateId, "The state id");
   checkName(target.method, "The method");
+}
+
+/**
+ * A state id made from `parts`, the same every time: for a constructor called without an id
+ * where a repeat must find the same instance (an idempotent call, a workflow's retry). Shaped
+ * as a UUID (version 8, "custom"), as Reboot's generated ids are UUIDs.
+ */
+export function deriveId(...parts: string[]): string {
+  const hex = createHash("sha256").update(parts.join("\u0000")).digest("hex");
+  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }

@@ -1,5 +1,5 @@
 import type { Caller, Outcome } from "./context.js";
-import { Cancelled, MendError } from "./errors.js";
+import { Cancelled, MendError, reviveMendError } from "./errors.js";
 import type { MethodDefinition } from "./define.js";
 import type { TaskId } from "./task-id.js";
 
@@ -9,7 +9,8 @@ export function reviveOutcome(outcome: Outcome, method: MethodDefinition): unkno
     case "COMPLETED":
       return outcome.response ?? undefined;
     case "ABORTED":
-      throw new method.Aborted(outcome.error, { message: outcome.message });
+      // mend's own ending errors (StateNotConstructed, …) are carried as data with their code.
+      throw reviveMendError(outcome.error, outcome.message) ?? new method.Aborted(outcome.error, { message: outcome.message });
     case "CANCELLED":
       throw new Cancelled();
     default:

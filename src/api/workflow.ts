@@ -1,3 +1,4 @@
+import type { z } from "zod";
 import { MendError, NotAllowed } from "./errors.js";
 import { STEPS, type Context, type WorkflowContext } from "./context.js";
 import { dueTime, type When } from "./task-id.js";
@@ -31,8 +32,14 @@ export interface AtMostOnceOptions {
 }
 
 export interface UntilOptions {
-  /** The longest wait between two evaluations; waits start at 10 ms and double. @defaultValue `{ secs: 1 }` */
+  /**
+   * The longest wait between two evaluations. When `fn` read a state, it is evaluated again
+   * once that state is written, or after this at the latest; otherwise waits start at 10 ms
+   * and double up to this. @defaultValue `{ secs: 1 }`
+   */
   maxInterval?: Duration;
+  /** Validates the value (when it is recorded, and when a retry reads it back) and gives it its type. */
+  schema?: z.ZodType;
 }
 
 /** Internal: the durable steps of a running workflow (src/runtime/workflow.ts implements them). */
@@ -86,8 +93,16 @@ export async function atMostOnce<T>(alias: string, ctx: WorkflowContext, fn: () 
 
 /**
  * Evaluates `fn` until it returns a truthy value, then records that value. Calls made
- * inside `fn` are not memoised, so each evaluation sees fresh results.
+ * inside `fn` are not memoised, so each evaluation sees fresh results; when `fn` read a
+ * state, the next evaluation comes once that state is written (or after `maxInterval`).
  */
-export async function until<T>(alias: string, ctx: WorkflowContext, fn: () => T | Promise<T>, options: UntilOptions = {}): Promise<Truthy<T>> {
-  return stepsOf(ctx, "until()").until(alias, fn, options) as Promise<Truthy<T>>;
+export function until<S extends z.ZodType>(
+  alias: string,
+  ctx: WorkflowContext,
+  fn: () => unknown,
+  options: UntilOptions & { schema: S },
+): Promise<z.output<S>>;
+export function until<T>(alias: string, ctx: WorkflowContext, fn: () => T | Promise<T>, options?: UntilOptions): Promise<Truthy<T>>;
+export async function until(alias: string, ctx: WorkflowContext, fn: () => unknown, options: UntilOptions = {}): Promise<unknown> {
+  return stepsOf(ctx, "until()").until(alias, fn, options);
 }

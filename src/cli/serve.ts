@@ -10,7 +10,9 @@ import { startServer, type RunningServer } from "../server/http.js";
 import { loadApp } from "../server/load.js";
 import { isDiskFull } from "../store/open.js";
 import { applicationUrlExportLine } from "./application-url.js";
+import type { LogFormat } from "./log-lines.js";
 import { parseCount, parseName, parsePort } from "./options.js";
+import { reportAttempts, TaskLog } from "./task-log.js";
 
 export interface ServeOptions {
   application: string;
@@ -22,6 +24,9 @@ export interface ServeOptions {
   allowedHost: string[];
   allowedOrigin: string[];
   maxConnections?: number;
+  editorUrl?: string;
+  concurrency?: number;
+  logFormat: LogFormat;
 }
 
 /** Where a named application keeps its state. */
@@ -80,6 +85,9 @@ export function registerServe(program: Command): void {
     .option("--allowed-host <name>", "also accept requests whose Host is this name; '.example.com' accepts its subdomains (repeatable)", collect, [])
     .option("--allowed-origin <origin>", "accept cross-origin browser requests from this origin, e.g. https://app.example (repeatable)", collect, [])
     .option("--max-connections <n>", "close connections beyond this many (default 1024)", parseCount)
+    .option("--editor-url <template>", "the dashboard's link of a stack frame: {file}, {line}, {column} (default vscode://file/{file}:{line}:{column})")
+    .option("--concurrency <n>", "at most this many task attempts at once (default 256)", parseCount)
+    .addOption(new Option("--log-format <format>", "how failing attempts are logged to stderr: text, or JSON lines for log collectors").choices(["text", "json"]).default("text"))
     .action(async (o: ServeOptions) => {
       process.setSourceMapsEnabled(true);
       // An error of the app's code outside any call or task is reported; the server goes on.
@@ -98,7 +106,8 @@ export function registerServe(program: Command): void {
         rmSync(buildDir, { recursive: true, force: true });
       });
       try {
-        runtime = await Runtime.start(await loadApp(await build(o.application, buildDir)), { directory });
+        runtime = await Runtime.start(await loadApp(await build(o.application, buildDir)), { directory, ...(o.concurrency ? { concurrency: o.concurrency } : {}) });
+        logTasks(runtime, o.logFormat);
         server = await startServer(runtime, {
           host: o.host,
           port: o.port,
@@ -106,6 +115,7 @@ export function registerServe(program: Command): void {
           allowedHosts: o.allowedHost,
           allowedOrigins: o.allowedOrigin,
           maxConnections: o.maxConnections,
+          editorUrl: o.editorUrl,
         });
       } catch (e) {
         await runtime?.stop();
@@ -115,6 +125,7 @@ export function registerServe(program: Command): void {
       }
       console.log(`mend: serving ${o.name} at ${server.url}`);
       if (o.port === 0) console.log(applicationUrlExportLine(server.url));
+      console.log(`mend: dashboard at ${server.url}/__/`);
     });
 }
 
@@ -127,6 +138,17 @@ async function build(application: string, buildDir: string): Promise<string> {
       throw new MendError("DISK_FULL", `Cannot write the build of the application to ${buildDir}: the disk is full.`, { cause: e });
     throw e;
   }
+}
+
+/** One line on stderr per attempt that fails or aborts, and for a task that completes after failing. */
+function logTasks(runtime: Runtime, format: LogFormat): void {
+  const log = new TaskLog({ format, dev: false, root: process.cwd() });
+  const write = (line: string | undefined) => line !== undefined && process.stderr.write(`${line}\n`);
+  reportAttempts(runtime, {
+    end: (r) => write(log.attempt(r)),
+    waiting: (w) => write(log.waiting(w)),
+    finished: (taskId) => log.forget(taskId),
+  });
 }
 
 function collect(value: string, all: string[]): string[] {

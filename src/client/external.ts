@@ -1,5 +1,6 @@
 import { Context, type Caller, type CallTarget, type EnqueueOptions, type Outcome } from "../api/context.js";
-import { MendError, MethodFailed, TaskNotFound } from "../api/errors.js";
+import { errorOfCode, MendError, MethodFailed, TaskNotFound } from "../api/errors.js";
+import { IdempotencyKeys } from "../api/idempotency.js";
 import { TaskId } from "../api/task-id.js";
 
 export interface ExternalContextOptions {
@@ -7,6 +8,15 @@ export interface ExternalContextOptions {
   url: string;
   /** The admin secret, for servers that require it. */
   adminCredential?: string;
+  /**
+   * The seed of this context's idempotency keys: `.idempotently(alias)` calls are recorded in
+   * the application's store under (seed, alias), so another context with the same seed (in
+   * another process, after a restart) gets the recorded result instead of calling again.
+   * @defaultValue a new random seed
+   */
+  idempotencySeed?: string;
+  /** Sent as `Authorization: Bearer …`; the application's `tokenVerifier` makes it `ctx.auth` for its authorizers. */
+  bearerToken?: string;
 }
 
 interface ErrorBody {
@@ -32,7 +42,8 @@ export class HttpClient {
       throw new MendError("INVALID_ARGUMENT", `'${options.url}' is not an http(s) URL.`);
     this.#base = url.href.replace(/\/$/, "");
     this.#headers = { "content-type": "application/json" };
-    if (options.adminCredential) this.#headers.authorization = `Bearer ${options.adminCredential}`;
+    const token = options.bearerToken ?? options.adminCredential;
+    if (token) this.#headers.authorization = `Bearer ${token}`;
   }
 
   get url(): string {
@@ -79,21 +90,24 @@ export class HttpClient {
 export function errorFrom(status: number, body: ErrorBody): Error {
   const e = body.error ?? {};
   if (e.code === "METHOD_FAILED") return new MethodFailed(e.name ?? "Error", e.message ?? "", e.stack);
-  return new MendError(e.code ?? `HTTP_${status}`, e.message ?? `The server answered ${status}.`);
+  return errorOfCode(e.code ?? `HTTP_${status}`, e.message ?? `The server answered ${status}.`);
 }
 
 /** The Caller behind an ExternalContext: the same calls as inside the app, over HTTP. */
-function httpCaller(client: HttpClient): Caller {
+function httpCaller(client: HttpClient, keys: IdempotencyKeys): Caller {
   return {
-    async call(target: CallTarget, request: unknown): Promise<Outcome> {
-      const { outcome } = await client.ok<{ outcome: Outcome }>("POST", "/v1/call", { ...target, request });
+    async call(target: CallTarget, request: unknown, mode): Promise<Outcome> {
+      const idempotency = keys.keyFor(mode);
+      const { outcome } = await client.ok<{ outcome: Outcome }>("POST", "/v1/call", { ...target, request, ...(idempotency ? { idempotency } : {}) });
       return outcome;
     },
     async enqueue(target: CallTarget, request: unknown, options: EnqueueOptions): Promise<TaskId> {
       const when = options.when instanceof Date ? { at: options.when.toISOString() } : options.when;
-      const { taskId } = await client.ok<{ taskId: TaskId }>("POST", "/v1/tasks", { ...target, request, when });
+      const idempotency = keys.keyFor(options.call);
+      const { taskId } = await client.ok<{ taskId: TaskId }>("POST", "/v1/tasks", { ...target, request, when, ...(idempotency ? { idempotency } : {}) });
       return taskId;
     },
+    construct: (_type, _method, mode) => keys.construct(mode),
     async wait(taskId: TaskId): Promise<Outcome> {
       for (;;) {
         const { status, body } = await client.request<{ done: boolean; outcome?: Outcome }>("GET", `/v1/tasks/${encodeURIComponent(taskId.taskUuid)}/wait?timeout=25000`);
@@ -108,6 +122,6 @@ function httpCaller(client: HttpClient): Caller {
 /** A context for calling an application from any Node script or test, over HTTP. */
 export class ExternalContext extends Context {
   constructor(options: ExternalContextOptions & { name?: string }) {
-    super(httpCaller(new HttpClient(options)), "external", "", options.name ?? "external", new AbortController().signal);
+    super(httpCaller(new HttpClient(options), new IdempotencyKeys(options.idempotencySeed)), "external", "", options.name ?? "external", new AbortController().signal);
   }
 }

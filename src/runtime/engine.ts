@@ -31,6 +31,26 @@ export interface EngineEvents {
   "store:error": [{ error: unknown }];
   /** A method ran twice under effect validation (RuntimeOptions.effectValidation). */
   "effect-validation": [EffectValidationEvent];
+  // Emitted only while someone listens (the dashboard's event stream): the task path does not pay for them otherwise.
+  "task:created": [{ taskId: TaskId; method: string; dueAt: number; parentUuid: string | null }];
+  "task:retried": [{ taskId: TaskId }];
+  "task:rerun": [{ taskId: TaskId; fromStep: string; forgotten: string[]; by: string }];
+  "state:written": [{ stateType: string; stateId: string }];
+  "version:loaded": [{ version: string; retrying: number }];
+}
+
+/**
+ * @internal How the previous process on this store stopped, told by whoever restarts it
+ * (`mend dev run`'s watcher): not an option for applications.
+ */
+export interface Recovery {
+  /** When that process stopped (ms since the epoch): its unfinished attempts ended then. @defaultValue now */
+  stoppedAt?: number;
+  /**
+   * Tasks not to start again: each is stored as waiting for new code (no due time), with
+   * `reason` as its error, so that the next load() or a retry starts it and a cancel ends it.
+   */
+  park?: { taskUuid: string; reason: string }[];
 }
 
 export interface EngineOptions {
@@ -123,11 +143,13 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
   /**
    * Resumes the store's unfinished tasks: the attempts that were running are recorded as
-   * interrupted (their tasks run again: they are due), and the first window of due tasks is
-   * read. Nothing else is read.
+   * interrupted (their tasks run again: they are due, unless `recovery` parks them), and the
+   * first window of due tasks is read. Nothing else is read.
    */
-  recover(): void {
-    this.sql.interruptAttempts(Date.now());
+  recover(recovery: Recovery = {}): void {
+    const now = Date.now();
+    this.sql.interruptAttempts(Math.min(recovery.stoppedAt ?? now, now));
+    for (const p of recovery.park ?? []) this.sql.parkTask(p.taskUuid, p.reason, now);
     this.#window.refill();
   }
 
@@ -149,7 +171,13 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
   // --- TaskHost -------------------------------------------------------------
 
+  written(writes: readonly { type: string; id: string }[]): void {
+    if (this.listenerCount("state:written") > 0) for (const w of writes) this.#emit("state:written", { stateType: w.type, stateId: w.id });
+  }
+
   created(tasks: readonly NewTask[]): void {
+    if (this.listenerCount("task:created") > 0)
+      for (const t of tasks) this.#emit("task:created", { taskId: idOf(t), method: t.method, dueAt: t.dueAt, parentUuid: t.parentUuid });
     for (const t of tasks)
       this.#window.offer({
         uuid: t.uuid, stateType: t.stateType, stateId: t.stateId, method: t.method, request: t.request,
@@ -229,17 +257,19 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   }
 
   /** Runs a scheduled or failing task now, its backoff reset. False if it is running or finished. */
-  async retryNow(uuid: string): Promise<boolean> {
+  async retryNow(uuid: string, also?: () => void): Promise<boolean> {
     if (this.#running.has(uuid) || this.#backlogged.has(uuid)) return false;
     const now = Date.now();
     let changed = false;
-    await this.commits.commit(() => (changed = this.sql.retryTask(uuid, now)));
+    // `also` commits with the retry, only if the task could be retried (a rerun's forgetting of steps).
+    await this.commits.commit(() => (changed = this.sql.retryTask(uuid, now)) && also?.());
     if (!changed) {
       if (!this.sql.getTask(uuid)) throw new TaskNotFound(uuid);
       return false;
     }
     const row = this.sql.getTask(uuid)!;
     if (!this.#running.has(uuid)) this.#window.offer(fromRow(row, now));
+    if (this.listenerCount("task:retried") > 0) this.#emit("task:retried", { taskId: idOf(fromRow(row, now)) });
     return true;
   }
 
@@ -320,14 +350,13 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     task.attempts = attempt;
     const run: Running = { task, controller: new AbortController(), attempt, cancelled: false, idle: false };
     this.#running.set(task.uuid, run);
-    const startedAt = Date.now();
+    // The start time is taken as the start is committed, just before the method runs, so the
+    // attempt's recorded duration is the method's own.
+    let startedAt = Date.now();
     // The task's writes carry its key into the group commit: one that fails takes the later ones with it.
     const keys = [`task\u0000${task.uuid}`];
-    const started = this.commits.commit(() => this.sql.startTask(task.uuid, attempt, version.id, startedAt), keys);
-    // The time limit is kept here, on the attempt's own signal.
-    const limit = Number.isFinite(r.timeoutMs)
-      ? setTimeout(() => run.controller.abort(new DeadlineExceeded(`${task.stateType}.${task.method}`, r.timeoutMs)), r.timeoutMs)
-      : undefined;
+    const started = this.commits.commit(() => this.sql.startTask(task.uuid, attempt, version.id, (startedAt = Date.now())), keys);
+    let limit: NodeJS.Timeout | undefined;
 
     const end = (outcome: Outcome) => {
       // A cancel being committed wins: this end, and a writer's change with it, is not committed.
@@ -347,6 +376,9 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     try {
       // The method runs once its attempt is on record: a crash from here on leaves it INTERRUPTED.
       await started;
+      // The time limit is kept here, on the attempt's own signal.
+      if (Number.isFinite(r.timeoutMs))
+        limit = setTimeout(() => run.controller.abort(new DeadlineExceeded(`${task.stateType}.${task.method}`, r.timeoutMs)), r.timeoutMs);
       if (this.listenerCount("attempt:start") > 0) this.#emit("attempt:start", { taskId, method: task.method, attempt, version: version.id });
       const request: unknown = JSON.parse(task.request);
       // An error the attempt's code lets escape where nobody awaits it fails this attempt.

@@ -7,13 +7,28 @@ import {
   TransactionContext,
   WorkflowContext,
   WriterContext,
+  type Auth,
   type Caller,
   type CallTarget,
   type EnqueueOptions,
   type Kind,
   type Outcome,
 } from "../api/context.js";
-import { Cancelled, coerceError, DeadlineExceeded, MendError, NotAllowed } from "../api/errors.js";
+import {
+  Cancelled,
+  coerceError,
+  DeadlineExceeded,
+  endingErrorData,
+  isAborted,
+  isEndingError,
+  type Aborted,
+  MendError,
+  MethodFailed,
+  NotAllowed,
+  StateAlreadyConstructed,
+  StateNotConstructed,
+} from "../api/errors.js";
+import type { StateTypeDefinition } from "../api/define.js";
 import { dueTime, TaskId } from "../api/task-id.js";
 import type { CommitQueue } from "../store/commit-queue.js";
 import type { Statements } from "../store/statements.js";
@@ -66,6 +81,8 @@ export interface RunOptions {
   trial?: boolean;
   /** Effect validation: told what the run read and what it did, to compare its two runs. */
   witness?: (seen: Witnessed) => void;
+  /** Who called from outside (`ctx.auth`); nested calls keep it. */
+  auth?: Auth | undefined;
 }
 
 /** What a run read, and what it did: its response, state writes and scheduled tasks, as JSON. */
@@ -110,13 +127,15 @@ export interface TaskHost {
    * before it goes on.
    */
   idle<T>(taskUuid: string, until: Promise<T>): Promise<T>;
+  /** State instances whose writes are now durable (told to whoever listens for state:written). */
+  written?(writes: readonly { type: string; id: string }[]): void;
 }
 
 /** Which kinds of method each kind of caller may call directly. */
 const MAY_CALL: Record<Kind | "external", readonly Kind[]> = {
   reader: ["reader"],
   writer: ["reader"],
-  transaction: ["reader", "writer"],
+  transaction: ["reader", "writer", "transaction"],
   workflow: ["reader", "writer", "transaction", "workflow"],
   external: ["reader", "writer", "transaction", "workflow"],
 };
@@ -189,7 +208,7 @@ export class Executor {
       case "writer":
         return within ? this.#nestedWriter(r, stateId, req, options, within) : this.#writer(r, stateId, req, options);
       case "transaction":
-        return this.#transaction(r, stateId, req, options);
+        return within ? this.#nestedTransaction(r, stateId, req, options, within) : this.#transaction(r, stateId, req, options);
       case "workflow":
         return this.#workflow(r, stateId, req, options);
     }
@@ -197,8 +216,13 @@ export class Executor {
 
   async #reader(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, within?: Effects): Promise<RunResult> {
     const buffered = within?.writes.get(stateKey(r.type.name, stateId));
-    const state = buffered ? this.states.parse(r.type, stateId, buffered.json) : this.states.committed(r.type, stateId);
-    const ctx = new ReaderContext(this.#caller("reader", o, within), "reader", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
+    const json = buffered ? buffered.json : this.states.committedJson(r.type.name, stateId);
+    if (r.type.constructors.length > 0) {
+      const refused = constructedProblem(r, stateId, json !== undefined);
+      if (refused) return { outcome: this.#aborted(r, refused), committed: DONE };
+    }
+    const state = this.states.parse(r.type, stateId, json);
+    const ctx = new ReaderContext(this.#caller("reader", o, within), "reader", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt, o.auth);
     const outcome = await this.#call(r, ctx, Object.freeze(state), request);
     if (o.witness) {
       const effects = newEffects(undefined, true);
@@ -213,8 +237,14 @@ export class Executor {
     const effects = newEffects(newOwner(false), o.witness !== undefined);
     const release = await this.#locks.acquire(key, effects.owner, o.signal);
     try {
-      const state = this.#read(effects, r, stateId);
-      const ctx = new WriterContext(this.#caller("writer", o, effects), "writer", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
+      let state: Record<string, unknown>;
+      try {
+        state = this.#read(effects, r, stateId);
+      } catch (e) {
+        if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
+        throw e;
+      }
+      const ctx = new WriterContext(this.#caller("writer", o, effects), "writer", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt, o.auth);
       const outcome = await this.#call(r, ctx, state, request);
       if (o.signal.aborted) throw abortReason(o.signal);
       if (outcome.status === "COMPLETED")
@@ -230,32 +260,79 @@ export class Executor {
   /** A writer called from a transaction: its writes join the transaction's. */
   async #nestedWriter(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, tx: Effects): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
-    if (!tx.held.has(key)) {
-      let release: () => void;
-      try {
-        release = await this.#locks.acquire(key, tx.owner, o.signal);
-      } catch (e) {
-        // Seen by the transaction even if its code catches this error.
-        if (e instanceof LockConflict) tx.conflict ??= e;
-        throw e;
-      }
-      // The transaction was cancelled while this waited: it has let go of its locks already.
-      if (o.signal.aborted) {
-        release();
-        throw abortReason(o.signal);
-      }
-      tx.held.set(key, release);
+    await this.#join(tx, key, o.signal);
+    let state: Record<string, unknown>;
+    try {
+      state = this.#readWithin(tx, r, stateId, key);
+    } catch (e) {
+      if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
+      throw e;
     }
-    const buffered = tx.writes.get(key)?.json;
-    const state = buffered === undefined ? this.#read(tx, r, stateId) : this.states.parse(r.type, stateId, buffered);
     const own: Effects = { ...tx, tasks: [] };
-    const ctx = new WriterContext(this.#caller("writer", o, own), "writer", r.type.name, stateId, o.signal);
+    const ctx = new WriterContext(this.#caller("writer", o, own), "writer", r.type.name, stateId, o.signal, undefined, undefined, o.auth);
     const outcome = await this.#call(r, ctx, state, request);
     if (outcome.status === "COMPLETED") {
       tx.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
       tx.tasks.push(...own.tasks);
     }
     return { outcome, committed: DONE };
+  }
+
+  /**
+   * A transaction called from a transaction joins it: one set of effects, one owner of the
+   * locks, committed or rolled back with the outermost one. If it ends otherwise than
+   * COMPLETED (a declared error its caller may catch), what it wrote is undone.
+   */
+  async #nestedTransaction(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, tx: Effects): Promise<RunResult> {
+    const key = stateKey(r.type.name, stateId);
+    await this.#join(tx, key, o.signal);
+    const writes = new Map(tx.writes);
+    const tasks = tx.tasks.length;
+    const undo = () => {
+      tx.writes.clear();
+      for (const [k, w] of writes) tx.writes.set(k, w);
+      tx.tasks.length = tasks;
+    };
+    try {
+      const state = this.#readWithin(tx, r, stateId, key);
+      const ctx = new TransactionContext(this.#caller("transaction", o, tx), "transaction", r.type.name, stateId, o.signal, undefined, undefined, o.auth);
+      const outcome = await this.#call(r, ctx, state, request);
+      if (outcome.status === "COMPLETED")
+        tx.writes.set(key, { type: r.type.name, id: stateId, json: this.states.serialise(r.type, stateId, state, r.method.name) });
+      else undo();
+      return { outcome, committed: DONE };
+    } catch (e) {
+      undo();
+      if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
+      throw e;
+    }
+  }
+
+  /** Takes the lock of an instance for the transaction `tx`, unless it holds it already. */
+  async #join(tx: Effects, key: string, signal: AbortSignal): Promise<void> {
+    if (tx.held.has(key)) return;
+    let release: () => void;
+    try {
+      release = await this.#locks.acquire(key, tx.owner, signal);
+    } catch (e) {
+      // Seen by the transaction even if its code catches this error.
+      if (e instanceof LockConflict) tx.conflict ??= e;
+      throw e;
+    }
+    // The transaction was cancelled while this waited: it has let go of its locks already.
+    if (signal.aborted) {
+      release();
+      throw abortReason(signal);
+    }
+    tx.held.set(key, release);
+  }
+
+  /** The state a method called within a transaction starts from: what the transaction wrote, or the newest. */
+  #readWithin(tx: Effects, r: ResolvedMethod, stateId: string, key: string): Record<string, unknown> {
+    const buffered = tx.writes.get(key)?.json;
+    if (buffered === undefined) return this.#read(tx, r, stateId);
+    if (r.type.constructors.length > 0) checkConstructed(r, stateId, true);
+    return this.states.parse(r.type, stateId, buffered);
   }
 
   /**
@@ -283,8 +360,14 @@ export class Executor {
   async #transactionOnce(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, effects: Effects): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
     effects.held.set(key, await this.#locks.acquire(key, effects.owner, o.signal));
-    const state = this.#read(effects, r, stateId);
-    const ctx = new TransactionContext(this.#caller("transaction", o, effects), "transaction", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt);
+    let state: Record<string, unknown>;
+    try {
+      state = this.#read(effects, r, stateId);
+    } catch (e) {
+      if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
+      throw e;
+    }
+    const ctx = new TransactionContext(this.#caller("transaction", o, effects), "transaction", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt, o.auth);
     let outcome: Outcome;
     try {
       outcome = await this.#call(r, ctx, state, request);
@@ -348,16 +431,7 @@ export class Executor {
     try {
       raw = await abortable(r.method.kind === "workflow" ? r.impl(ctx, request) : r.impl(ctx, state, request), ctx.signal);
     } catch (thrown) {
-      if (!(thrown instanceof r.method.Aborted)) throw coerceError(thrown);
-      for (const schema of r.method.errors) {
-        const parsed = schema.safeParse(thrown.error);
-        if (parsed.success) {
-          const outcome: Outcome = { status: "ABORTED", error: parsed.data, message: thrown.message };
-          STORED.set(outcome, toStoredJson(parsed.data, `The declared error of ${name}`, this.options.maxValueBytes));
-          return outcome;
-        }
-      }
-      throw new MendError("UNDECLARED_ERROR", `${name} aborted with an error it does not declare: ${JSON.stringify(thrown.error)}`);
+      return this.#aborted(r, thrown);
     }
     const parsed = r.method.response.safeParse(raw);
     if (!parsed.success)
@@ -367,13 +441,103 @@ export class Executor {
     return outcome;
   }
 
+  /**
+   * What a thrown error ends the method with. Its own declared error, or one of a method it
+   * called that it declares too (same type, accepted by its schema): ABORTED, revived as its
+   * own `<Method>Aborted`. mend's ending errors (StateNotConstructed, …): ABORTED, revived as
+   * themselves. Anything else is unexpected, and thrown: a nested declared error it does not
+   * declare becomes MethodFailed, so no caller sees another method's class.
+   */
+  #aborted(r: ResolvedMethod, thrown: unknown): Outcome {
+    const name = `${r.type.name}.${r.method.name}`;
+    if (isEndingError(thrown)) {
+      const data = endingErrorData(thrown);
+      const outcome: Outcome = { status: "ABORTED", error: data, message: thrown.message };
+      STORED.set(outcome, toStoredJson(data, `The error of ${name}`, this.options.maxValueBytes));
+      return outcome;
+    }
+    if (!isAborted(thrown)) throw coerceError(thrown);
+    for (const schema of r.method.errors) {
+      const parsed = schema.safeParse(thrown.error);
+      if (parsed.success) {
+        const outcome: Outcome = { status: "ABORTED", error: parsed.data, message: thrown.message };
+        STORED.set(outcome, toStoredJson(parsed.data, `The declared error of ${name}`, this.options.maxValueBytes));
+        return outcome;
+      }
+    }
+    const nested: Aborted = thrown;
+    if (nested.stateType === r.type.name && nested.method === r.method.name)
+      throw new MendError("UNDECLARED_ERROR", `${name} aborted with an error it does not declare: ${JSON.stringify(nested.error)}`);
+    throw new MethodFailed(
+      nested.name,
+      `${name} let the declared error ${JSON.stringify(nested.error)} of ${nested.stateType}.${nested.method} escape, and does not declare it: ` +
+        `declare it in ${name}'s errors to end with ${capitalize(r.method.name)}Aborted, or catch it.`,
+      nested.stack,
+    );
+  }
+
   /** The newest state of an instance, for a writer that holds its lock; remembered, so the commit can tell whether it was dropped meanwhile. */
   #read(effects: Effects, r: ResolvedMethod, stateId: string): Record<string, unknown> {
     const key = stateKey(r.type.name, stateId);
     effects.reads.set(key, this.states.epochOf(key));
     const json = this.states.latestJson(r.type.name, stateId);
     effects.inputs?.set(key, json ?? "");
+    if (r.type.constructors.length > 0) {
+      checkConstructed(r, stateId, json !== undefined);
+      // A constructor starts from the fields that have defaults; the state is checked whole when it commits.
+      if (json === undefined) return r.type.initial.parse({}) as Record<string, unknown>;
+    }
     return this.states.parse(r.type, stateId, json);
+  }
+
+  // --- For workflows: a memoised read, an inline writer, and news of writes --------
+
+  /** The durable state of an instance, as a workflow's `read()` gives it. */
+  readState(version: CodeVersion, stateType: string, stateId: string): Record<string, unknown> {
+    const type = this.#type(version, stateType);
+    const json = this.states.committedJson(stateType, stateId);
+    if (type.constructors.length > 0 && json === undefined) throw new StateNotConstructed(stateType, stateId, type.constructors);
+    return this.states.parse(type, stateId, json);
+  }
+
+  /**
+   * A workflow's inline writer: `fn` changes the state while the instance's lock is held, and
+   * the write commits with `record(value)` (the memo of the step) in one transaction.
+   */
+  async write(
+    version: CodeVersion,
+    target: { stateType: string; stateId: string },
+    fn: (state: Record<string, unknown>) => unknown,
+    options: { signal: AbortSignal; record?: (value: unknown) => () => void },
+  ): Promise<unknown> {
+    const type = this.#type(version, target.stateType);
+    const key = stateKey(target.stateType, target.stateId);
+    const effects = newEffects();
+    const release = await this.#locks.acquire(key, effects.owner, options.signal);
+    try {
+      effects.reads.set(key, this.states.epochOf(key));
+      const json = this.states.latestJson(target.stateType, target.stateId);
+      if (type.constructors.length > 0 && json === undefined) throw new StateNotConstructed(target.stateType, target.stateId, type.constructors);
+      const state = this.states.parse(type, target.stateId, json);
+      const value = await abortable(Promise.resolve().then(() => fn(state)), options.signal);
+      if (options.signal.aborted) throw abortReason(options.signal);
+      effects.writes.set(key, { type: target.stateType, id: target.stateId, json: this.states.serialise(type, target.stateId, state, "write()") });
+      await this.#commit(effects, options.record?.(value));
+      return value;
+    } finally {
+      release();
+    }
+  }
+
+  /** Calls `fn` once a write to the instance is durable; returns the way to stop. */
+  watch(stateType: string, stateId: string, fn: () => void): () => void {
+    return this.states.watch(stateKey(stateType, stateId), fn);
+  }
+
+  #type(version: CodeVersion, stateType: string): StateTypeDefinition {
+    const type = version.stateType(stateType);
+    if (!type) throw new MendError("NOT_FOUND", `Unknown state type ${stateType}.`);
+    return type;
   }
 
   #commit(effects: Effects, extra?: () => void, extraKeys: readonly string[] = []): Promise<void> {
@@ -393,6 +557,7 @@ export class Executor {
     return committed.then(
       () => {
         for (const d of done) d();
+        if (writes.length > 0) this.host.written?.(writes);
         if (effects.tasks.length > 0) this.host.created(effects.tasks);
       },
       (e: unknown) => {
@@ -411,6 +576,7 @@ export class Executor {
         throw new NotAllowed(`A ${kind} cannot call the ${r.method.kind} ${r.type.name}.${r.method.name}.`);
     };
     return {
+      // Calls made inside a method are part of it (atomically, for a transaction): `.idempotently()` adds nothing.
       call: async (target, request) => {
         const r = this.resolve(version, target);
         check(r);
@@ -419,7 +585,7 @@ export class Executor {
           return parentUuid === null ? child : this.host.idle(parentUuid, child);
         }
         const within = kind === "transaction" ? effects : undefined;
-        const { outcome, committed } = await this.run(r, target.stateId, request, { version, signal }, within);
+        const { outcome, committed } = await this.run(r, target.stateId, request, { version, signal, auth: o.auth }, within);
         await committed;
         return outcome;
       },
@@ -495,6 +661,21 @@ export function compareRuns(first: Witnessed, second: Witnessed): string[] {
   if (first.did.tasks.join("\n") !== second.did.tasks.join("\n"))
     out.push(`it scheduled different tasks (first [${cut(first.did.tasks.join(", "))}], then [${cut(second.did.tasks.join(", "))}])`);
   return out;
+}
+
+/** On a type with constructors: a constructor needs an instance that does not exist, any other method one that does. */
+function constructedProblem(r: ResolvedMethod, stateId: string, exists: boolean): StateAlreadyConstructed | StateNotConstructed | undefined {
+  if (r.method.factory) return exists ? new StateAlreadyConstructed(r.type.name, stateId) : undefined;
+  return exists ? undefined : new StateNotConstructed(r.type.name, stateId, r.type.constructors);
+}
+
+function checkConstructed(r: ResolvedMethod, stateId: string, exists: boolean): void {
+  const problem = constructedProblem(r, stateId, exists);
+  if (problem) throw problem;
+}
+
+function capitalize(s: string): string {
+  return s[0]!.toUpperCase() + s.slice(1);
 }
 
 /** Why a signal aborted: a cancel, a stop, a deadline. */

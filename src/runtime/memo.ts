@@ -6,7 +6,7 @@ import type { MemoStatus, Statements } from "../store/statements.js";
 import { DEFAULT_MAX_VALUE_BYTES, toStoredJson } from "./json.js";
 import { describeState } from "./states.js";
 
-export type StepKind = "call" | "spawn" | "atLeastOnce" | "atMostOnce" | "until" | "loop";
+export type StepKind = "call" | "spawn" | "read" | "write" | "atLeastOnce" | "atMostOnce" | "until" | "loop";
 
 /** A step as the memo recorded it. */
 export interface Recorded {
@@ -24,6 +24,8 @@ export interface Scope {
   /** False inside `until`: each evaluation must see fresh results. */
   readonly memoise: boolean;
   readonly counters: Map<string, number>;
+  /** Told of each state instance a call or read in this scope reads (`until` waits for a write to one). */
+  readonly onRead?: (stateType: string, stateId: string) => void;
 }
 
 /** The code asks for a step where the memo holds a different one. */
@@ -38,8 +40,8 @@ export class StepMismatch extends MendError {
   }
 }
 
-export function newScope(prefix: string, memoise = true): Scope {
-  return { prefix, memoise, counters: new Map() };
+export function newScope(prefix: string, memoise = true, onRead?: Scope["onRead"]): Scope {
+  return onRead ? { prefix, memoise, counters: new Map(), onRead } : { prefix, memoise, counters: new Map() };
 }
 
 export function describeTarget(target: CallTarget): string {
@@ -50,6 +52,7 @@ export function describeTarget(target: CallTarget): string {
 export function describeStep(kind: StepKind, target?: CallTarget): string {
   if (kind === "call") return `${describeTarget(target!)}()`;
   if (kind === "spawn") return `spawn of ${describeTarget(target!)}()`;
+  if (kind === "read" || kind === "write") return `${kind} of ${describeState(target!.stateType, target!.stateId)}`;
   return kind === "loop" ? "ctx.loop()" : `${kind}()`;
 }
 

@@ -3,20 +3,24 @@ import { mkdtempSync, rmSync, statSync, type Stats } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Application } from "../api/application.js";
-import { Context, type Caller, type CallTarget, type Outcome } from "../api/context.js";
+import { Context, type Auth, type Caller, type CallTarget, type Outcome } from "../api/context.js";
+import { IdempotencyKeys } from "../api/idempotency.js";
+import { prepareIdempotency } from "../store/idempotency.js";
+import { Outside, type CallFrom } from "./outside.js";
 import { InvalidArgument, MendError, TaskNotFound } from "../api/errors.js";
 import { checkTarget } from "../api/ids.js";
 import { normalUuidPrefix, shortestUniquePrefix, TaskId, type When } from "../api/task-id.js";
 import { CommitQueue } from "../store/commit-queue.js";
 import { openStore, releaseHolder, StoreError } from "../store/open.js";
-import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskListRow, type TaskRow } from "../store/statements.js";
-import { Engine, type EngineEvents } from "./engine.js";
+import { prepareStatements, type AttemptRow, type Statements, type TaskFilter, type TaskListRow, type TaskRow, type VersionRow } from "../store/statements.js";
+import { Engine, type EngineEvents, type Recovery } from "./engine.js";
 import { Executor, type EffectValidation } from "./executor.js";
 import { DEFAULT_MAX_VALUE_BYTES } from "./json.js";
 import { describeState, States } from "./states.js";
 import { DEFAULT_WINDOW, type WindowOptions } from "./window.js";
 import { catchStrayErrors, runOwned } from "./stray.js";
-import { CodeVersion } from "./version.js";
+import { CodeVersion, type ResolvedMethod } from "./version.js";
+import { Inspector, type RerunBy, type RerunResult } from "./inspector.js";
 
 export interface RuntimeOptions {
   /** The store file. @defaultValue `<directory>/mend.sqlite` */
@@ -51,6 +55,8 @@ export interface RuntimeOptions {
    * @defaultValue 16 MiB
    */
   maxValueBytes?: number;
+  /** @internal Set by `mend dev run` when it restarts a runtime; see {@link Recovery}. */
+  recovery?: Recovery;
 }
 
 const EFFECT_VALIDATION: readonly EffectValidation[] = ["enabled", "quiet", "disabled"];
@@ -67,6 +73,8 @@ export interface TaskInfo {
   lastError: string | null;
   /** Iterations done by the task's latest loop (see `ctx.loop()`). */
   iteration: number;
+  /** The task whose attempt spawned or scheduled it (null for none; always set by the runtime). */
+  parentUuid?: string | null;
   request: unknown;
   response?: unknown;
   error?: unknown;
@@ -103,6 +111,20 @@ export interface AttemptInfo {
 
 const SYNCHRONOUS = ["FULL", "NORMAL"];
 
+/** A context for calling the application from outside (`runtime.context(…)`). */
+export interface ContextOptions {
+  /** Names the context (`ctx.stateId`). @defaultValue "external" */
+  name?: string;
+  /**
+   * The seed of its idempotency keys: a context with the same seed finds the records of the
+   * `.idempotently()` calls another one made (also in another process, after a restart).
+   * @defaultValue a new random seed
+   */
+  idempotencySeed?: string;
+  /** A token for the application's `tokenVerifier`, which makes it `ctx.auth` for the authorizers. */
+  bearerToken?: string;
+}
+
 /**
  * A running application on one store: the in-process runtime that `mend serve` and
  * `mend dev run` wrap, and that tests start directly.
@@ -114,6 +136,7 @@ export class Runtime {
   readonly #commits: CommitQueue;
   readonly #engine: Engine;
   readonly #executor: Executor;
+  readonly #outside: Outside;
   readonly #temporary: string | undefined;
   #versions = 0;
   #stopped: Promise<void> | undefined;
@@ -147,20 +170,57 @@ export class Runtime {
       onEffectValidation: (event) => this.#engine.emit("effect-validation", event),
     });
     this.#engine.attach(this.#executor, this.#newVersion(application, options.version));
+    this.#outside = new Outside(prepareIdempotency(this.#db), this.#commits, this.#executor, this.#engine, maxValueBytes);
+    this.inspector = new Inspector(this.#db, this.#sql, this.#engine);
   }
+
+  /** @internal The dashboard's reads of the store, and rerunning a workflow from a step. */
+  readonly inspector: Inspector;
 
   /** Opens the store (creating it if needed), loads the application and resumes every unfinished task. */
   static async start(application: Application, options: RuntimeOptions = {}): Promise<Runtime> {
     const runtime = new Runtime(application, options);
-    runtime.#engine.recover();
+    runtime.#engine.recover(options.recovery);
     runtime.#keepAlive = setInterval(() => {}, 2 ** 30);
     runtime.#stopCatching = catchStrayErrors();
+    try {
+      await runtime.#initialize(application);
+    } catch (e) {
+      await runtime.stop({ graceMs: 0 });
+      throw e;
+    }
     return runtime;
   }
 
+  /**
+   * Runs the application's `initialize` once per store: every call it makes is idempotent
+   * (keyed by its order), and its end is recorded, so a failed or interrupted run is run
+   * again on the next start without repeating the calls that completed.
+   */
+  async #initialize(application: Application): Promise<void> {
+    if (!application.initialize || this.#outside.initialized()) return;
+    const keys = new IdempotencyKeys("mend:initialize", true);
+    const ctx = new Context(this.#callerFor(keys, () => Promise.resolve(undefined), true), "external", "", "initialize", new AbortController().signal);
+    try {
+      await application.initialize(ctx);
+    } catch (e) {
+      throw new MendError("INITIALIZE_FAILED", `The application's initialize() failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    }
+    await this.#outside.markInitialized();
+  }
+
+  /**
+   * A version without a name given gets the next number of the store (`v14` after a run that
+   * ended at `v13`), recorded there; `mend dev run` names and records its own.
+   */
   #newVersion(application: Application, id?: string): CodeVersion {
-    this.#versions++;
-    return new CodeVersion(id ?? `v${this.#versions}`, application);
+    if (id !== undefined) return new CodeVersion(id, application);
+    this.#versions = Math.max(this.#versions, this.#sql.lastVersion()) + 1;
+    const number = this.#versions;
+    this.#commits
+      .commit(() => this.#sql.recordVersion({ number, loaded_at: Date.now(), changed: "[]", build_ms: null, load_ms: null }))
+      .catch((error: unknown) => this.#engine.emit("store:error", { error }));
+    return new CodeVersion(`v${number}`, application);
   }
 
   /** The durability the store runs with: SQLite's `synchronous`, as the open connection reports it. */
@@ -189,7 +249,9 @@ export class Runtime {
   load(application: Application, version?: string): { version: string; retrying: TaskId[] } {
     if (!Application.is(application)) throw new MendError("INVALID_APPLICATION", "load() needs an Application.");
     const v = this.#newVersion(application, version);
-    return { version: v.id, retrying: this.#engine.load(v) };
+    const retrying = this.#engine.load(v);
+    if (this.#engine.listenerCount("version:loaded") > 0) this.#engine.emit("version:loaded", { version: v.id, retrying: retrying.length });
+    return { version: v.id, retrying };
   }
 
   on<K extends keyof EngineEvents>(event: K, listener: (...args: EngineEvents[K]) => void): () => void {
@@ -197,30 +259,63 @@ export class Runtime {
     return () => (this.#engine.off as (e: K, l: (...args: EngineEvents[K]) => void) => Engine)(event, listener);
   }
 
-  /** A context for calling the application from outside, as a test or a script would. */
-  context(name = "external"): Context {
-    return new Context(this.caller(), "external", "", name, new AbortController().signal);
+  /**
+   * A context for calling the application from outside, as a test or a script would. Its
+   * calls are checked by the authorizers (with `auth` from `bearerToken`), and
+   * `.idempotently()` calls are recorded under `idempotencySeed`.
+   */
+  context(options: string | ContextOptions = {}): Context {
+    const o = typeof options === "string" ? { name: options } : options;
+    const keys = new IdempotencyKeys(o.idempotencySeed);
+    let auth: Promise<Auth | undefined> | undefined;
+    const authOf = () => (auth ??= this.verifyToken(o.bearerToken));
+    return new Context(this.#callerFor(keys, authOf, false), "external", "", o.name ?? "external", new AbortController().signal);
   }
 
-  /** The Caller behind external contexts and the HTTP server. */
+  /** The Caller behind external contexts. */
   caller(): Caller {
+    return this.#callerFor(new IdempotencyKeys(undefined), () => Promise.resolve(undefined), false);
+  }
+
+  #callerFor(keys: IdempotencyKeys, auth: () => Promise<Auth | undefined>, trusted: boolean): Caller {
     return {
-      call: (target, request) => this.call(target, request),
-      enqueue: (target, request, options) => this.spawn(target, request, options.when),
+      call: async (target, request, mode) => this.call(target, request, undefined, { auth: await auth(), idempotency: keys.keyFor(mode), trusted }),
+      enqueue: async (target, request, options) => this.spawn(target, request, options.when, { auth: await auth(), idempotency: keys.keyFor(options.call), trusted }),
       wait: (taskId) => this.#engine.wait(taskId),
+      construct: (_type, _method, mode) => keys.construct(mode),
     };
+  }
+
+  /** `ctx.auth` for a bearer token, by the application's tokenVerifier; undefined without one or a token. */
+  async verifyToken(token: string | undefined): Promise<Auth | undefined> {
+    const verifier = this.#engine.version.application.tokenVerifier;
+    if (token === undefined || !verifier) return undefined;
+    return (await verifier(token)) ?? undefined;
+  }
+
+  /** Throws PermissionDenied unless the state type's authorizer (if any) allows this call from outside. */
+  async authorize(target: CallTarget, request: unknown, from: CallFrom): Promise<void> {
+    await this.#outside.authorize(this.#engine.version, target, request, from);
+  }
+
+  /** Whether calls of a state type are decided by its servicer's authorizer (beyond loopback, they need no admin secret). */
+  hasAuthorizer(stateType: string): boolean {
+    return this.#engine.version.authorizer(stateType) !== undefined;
   }
 
   /**
    * Calls a method from outside; a workflow is spawned and awaited. `signal` gives up the
    * call (a client that went away): the method's `ctx.signal` aborts and nothing it did is
-   * committed; a spawned workflow goes on.
+   * committed; a spawned workflow goes on. `from` says who calls (the authorizer is asked)
+   * and whether the call is made once per idempotency key.
    */
-  async call(target: CallTarget, request: unknown, signal: AbortSignal = new AbortController().signal): Promise<Outcome> {
+  async call(target: CallTarget, request: unknown, signal: AbortSignal = new AbortController().signal, from: CallFrom = {}): Promise<Outcome> {
     checkTarget(target);
+    return this.#outside.call(this.#engine.version, target, request, from, (r, req, onComplete) => this.#run(r, target, req, signal, from.auth, onComplete), signal);
+  }
+
+  async #run(r: ResolvedMethod, target: CallTarget, request: unknown, signal: AbortSignal, auth: Auth | undefined, onComplete?: (outcome: Outcome) => () => void): Promise<Outcome> {
     const version = this.#engine.version;
-    const r = this.#executor.resolve(version, target);
-    if (r.method.kind === "workflow") return this.#engine.wait(await this.spawn(target, request), signal);
     const controller = new AbortController();
     const onAbort = () => controller.abort(signal.reason);
     if (signal.aborted) onAbort();
@@ -230,7 +325,7 @@ export class Runtime {
     const owner = { fail: (error: Error) => running && !controller.signal.aborted && (controller.abort(error), true) };
     try {
       const { outcome, committed } = await runOwned(owner, () =>
-        this.#executor.run(r, target.stateId, request, { version, signal: controller.signal }),
+        this.#executor.run(r, target.stateId, request, { version, signal: controller.signal, auth, ...(onComplete ? { onComplete } : {}) }),
       );
       await committed;
       return outcome;
@@ -240,9 +335,10 @@ export class Runtime {
     }
   }
 
-  async spawn(target: CallTarget, request: unknown, when?: When): Promise<TaskId> {
+  /** Spawns a task from outside; `from` as for `call`, a repeat with the same key gets the same task. */
+  async spawn(target: CallTarget, request: unknown, when?: When, from: CallFrom = {}): Promise<TaskId> {
     checkTarget(target);
-    return this.#engine.spawn(target, request, when, null);
+    return this.#outside.spawn(this.#engine.version, target, request, when, from);
   }
 
   wait(taskId: TaskId, signal?: AbortSignal): Promise<Outcome> {
@@ -257,6 +353,16 @@ export class Runtime {
   /** Runs a scheduled or failing task now: false if it is running or finished. */
   retry(taskUuid: string): Promise<boolean> {
     return this.#engine.retryNow(taskUuid);
+  }
+
+  /**
+   * Reruns a workflow task from one of its recorded steps: that step and every step recorded
+   * after it (or inside it) are forgotten, so that the next attempt, due now, runs them again
+   * while the steps before keep their values. Refused (a MendError saying why) for a task
+   * that is running or finished, an unknown step, and an atMostOnce step that started.
+   */
+  rerun(taskUuid: string, fromStep: string, by: RerunBy = "api"): Promise<RerunResult> {
+    return this.inspector.rerun(taskUuid, fromStep, by);
   }
 
   /** A task and every attempt it made. */
@@ -288,6 +394,11 @@ export class Runtime {
       "AMBIGUOUS_TASK",
       `'${prefix}' is the start of ${found.length > 10 ? "more than 10" : found.length} tasks; give more of the uuid: ${names.join("; ")}.`,
     );
+  }
+
+  /** @internal Records a code version `mend dev run` loaded (the dashboard shows them). */
+  recordVersion(version: VersionRow): Promise<void> {
+    return this.#commits.commit(() => this.#sql.recordVersion(version));
   }
 
   /** Stops: running attempts get `graceMs` to finish, then are left for recovery. */
@@ -339,6 +450,7 @@ function taskInfo(row: TaskRow & { rowid: number }): TaskInfo {
     attempts: row.attempts,
     lastError: row.last_error,
     iteration: row.iteration,
+    parentUuid: row.parent_uuid,
     request: JSON.parse(row.request),
     ...(row.response !== null ? { response: JSON.parse(row.response) } : {}),
     ...(row.error !== null ? { error: JSON.parse(row.error) } : {}),
@@ -358,6 +470,7 @@ function taskSummary(row: TaskListRow, shortUuid: string): TaskSummary {
     attempts: row.attempts,
     lastError: row.last_error,
     iteration: row.iteration,
+    parentUuid: row.parent_uuid,
     request: { bytes: row.request_bytes, preview: row.request_preview },
     ...(row.response_bytes !== null ? { response: { bytes: row.response_bytes, preview: row.response_preview ?? "" } } : {}),
     ...(row.error_bytes !== null ? { error: { bytes: row.error_bytes, preview: row.error_preview ?? "" } } : {}),

@@ -23,6 +23,8 @@ export class States {
   #gen = 0;
   /** Per instance, moves on each time its pending write is dropped: a writer that read it before must not commit. */
   #epochs = new Map<string, number>();
+  /** Told once a write to their instance is durable (a workflow's `until` waiting for a change). */
+  #watchers = new Map<string, Set<() => void>>();
 
   constructor(
     private readonly sql: Statements,
@@ -32,6 +34,11 @@ export class States {
   /** Durable state, for readers. */
   committed(type: StateTypeDefinition, id: string): Record<string, unknown> {
     return this.#parse(type, id, this.sql.readState(type.name, id));
+  }
+
+  /** The durable state's JSON; undefined if the instance was never written. */
+  committedJson(type: string, id: string): string | undefined {
+    return this.sql.readState(type, id);
   }
 
   /** The newest state, for a writer that holds the instance's lock. */
@@ -65,7 +72,32 @@ export class States {
     this.#pending.set(key, { json, gen });
     return () => {
       if (this.#pending.get(key)?.gen === gen) this.#pending.delete(key);
+      if (this.#watchers.size > 0) this.#changed(key);
     };
+  }
+
+  /** Calls `fn` after each durable write to the instance `key`, until the result is called. */
+  watch(key: string, fn: () => void): () => void {
+    let set = this.#watchers.get(key);
+    if (!set) this.#watchers.set(key, (set = new Set()));
+    const own = set;
+    own.add(fn);
+    return () => {
+      own.delete(fn);
+      if (own.size === 0 && this.#watchers.get(key) === own) this.#watchers.delete(key);
+    };
+  }
+
+  #changed(key: string): void {
+    const set = this.#watchers.get(key);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn();
+      } catch (e) {
+        process.emitWarning(`A watcher of a state write threw: ${String(e)}`);
+      }
+    }
   }
 
   epochOf(key: string): number {

@@ -1,5 +1,6 @@
 import type { Application } from "../api/application.js";
 import type { MethodDefinition, Servicer, StateTypeDefinition } from "../api/define.js";
+import type { Authorizer } from "../api/authorization.js";
 import { resolveRetry, type RetryPolicy } from "./backoff.js";
 
 export interface ResolvedMethod {
@@ -19,6 +20,11 @@ export class CodeVersion {
     readonly application: Application,
   ) {
     for (const s of application.servicers) this.#types.set(s.definition.name, s);
+  }
+
+  /** The authorizer of a state type's servicer, if it has one. */
+  authorizer(stateType: string): Authorizer | undefined {
+    return this.#types.get(stateType)?.authorizer;
   }
 
   stateType(name: string): StateTypeDefinition | undefined {

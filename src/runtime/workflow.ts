@@ -1,10 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Caller, CallTarget, EnqueueOptions, Outcome } from "../api/context.js";
+import { z } from "zod";
+import type { Caller, CallMode, CallTarget, EnqueueOptions, Outcome } from "../api/context.js";
 import { MendError, NotAllowed } from "../api/errors.js";
+import { deriveId } from "../api/ids.js";
 import { dueTime, type TaskId } from "../api/task-id.js";
 import { AtMostOnceFailedBeforeCompleting, type AtMostOnceOptions, type LoopOptions, type UntilOptions, type WorkflowSteps } from "../api/workflow.js";
 import type { RunOptions, RunResult, TaskHost } from "./executor.js";
-import { aliasOf, describeStep, newScope, type Memo, type Scope } from "./memo.js";
+import { aliasOf, describeStep, newScope, stored, type Memo, type Scope } from "./memo.js";
 import type { CodeVersion, ResolvedMethod } from "./version.js";
 
 /**
@@ -24,10 +26,40 @@ export class NextIteration extends Error {
   }
 }
 
+/** The value of `until` as its schema gives it; a value that does not match fails the step. */
+function checkUntil(schema: z.ZodType, value: unknown, alias: string): unknown {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success)
+    throw new MendError("INVALID_STEP", `The value of until("${alias}") does not match its schema: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
+/** Resolves when `change` does or after `ms`, whichever is first; rejects if `signal` aborts. */
+function firstOf(change: Promise<void>, ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  const timer = sleep(ms, undefined, { signal: stop.signal });
+  return Promise.race([change, timer]).finally(() => {
+    signal.removeEventListener("abort", onAbort);
+    if (!stop.signal.aborted) stop.abort();
+    timer.catch(() => {});
+  });
+}
+
 /** What a workflow run needs from the executor. */
 export interface Runner {
   resolve(version: CodeVersion, target: CallTarget): ResolvedMethod;
   run(r: ResolvedMethod, stateId: string, request: unknown, options: RunOptions): Promise<RunResult>;
+  readState(version: CodeVersion, stateType: string, stateId: string): Record<string, unknown>;
+  write(
+    version: CodeVersion,
+    target: { stateType: string; stateId: string },
+    fn: (state: Record<string, unknown>) => unknown,
+    options: { signal: AbortSignal; record?: (value: unknown) => () => void },
+  ): Promise<unknown>;
+  watch(stateType: string, stateId: string, fn: () => void): () => void;
 }
 
 export interface WorkflowRunOptions {
@@ -56,9 +88,12 @@ export class WorkflowRun implements WorkflowSteps {
 
   caller(): Caller {
     return {
-      call: (target, request, alias) => this.#call(target, request, alias),
+      call: (target, request, mode) => this.#call(target, request, mode),
       enqueue: (target, request, options) => this.#enqueue(target, request, options),
       wait: (taskId) => (this.#active(), this.o.base.wait(taskId)),
+      read: (target, mode) => this.#read(target, mode),
+      write: (target, fn, mode) => this.#write(target, fn as (state: Record<string, unknown>) => unknown, mode),
+      construct: (stateType, method, mode) => this.#construct(stateType, method, mode),
     };
   }
 
@@ -79,18 +114,31 @@ export class WorkflowRun implements WorkflowSteps {
     if (this.next) throw this.next;
   }
 
-  async #call(target: CallTarget, request: unknown, explicit?: string): Promise<Outcome> {
+  /**
+   * The memo key of a step: `.perWorkflow(alias)` is the alias itself, once per workflow;
+   * `.idempotently(alias)` is prefixed by its scope (a helper's fn, a loop's iteration); with
+   * no alias it is the n-th step on its target in its scope.
+   */
+  #alias(scope: Scope, target: CallTarget, mode: CallMode | undefined): string {
+    if (mode?.kind === "perWorkflow") return mode.alias;
+    return aliasOf(scope, target, mode?.kind === "idempotently" ? mode.alias : undefined);
+  }
+
+  async #call(target: CallTarget, request: unknown, mode?: CallMode): Promise<Outcome> {
     this.#active();
     const { memo, runner, version, signal } = this.o;
     const scope = memo.scope();
-    if (!scope.memoise) return this.o.base.call(target, request);
+    if (!scope.memoise || mode?.kind === "always") {
+      scope.onRead?.(target.stateType, target.stateId);
+      return this.o.base.call(target, request);
+    }
     const r = runner.resolve(version, target);
     if (r.method.kind === "workflow") {
-      const child = await this.#spawn(scope, target, request, { mode: "spawn", alias: explicit });
+      const child = await this.#spawn(scope, target, request, { mode: "spawn", call: mode });
       return this.o.host.idle(this.o.taskId.taskUuid, this.o.host.wait(child));
     }
 
-    const alias = aliasOf(scope, target, explicit);
+    const alias = this.#alias(scope, target, mode);
     const step = describeStep("call", target);
     const recorded = memo.lookup(alias, "call", step);
     if (recorded?.status === "completed") return { status: "COMPLETED", response: recorded.value };
@@ -111,19 +159,63 @@ export class WorkflowRun implements WorkflowSteps {
   #enqueue(target: CallTarget, request: unknown, options: EnqueueOptions): Promise<TaskId> {
     this.#active();
     const scope = this.o.memo.scope();
-    if (!scope.memoise) return this.o.base.enqueue(target, request, options);
+    if (!scope.memoise || options.call?.kind === "always") return this.o.base.enqueue(target, request, options);
     return this.#spawn(scope, target, request, options);
   }
 
   /** Spawns a child task once: its id is recorded in the commit that creates it. */
   async #spawn(scope: Scope, target: CallTarget, request: unknown, options: EnqueueOptions): Promise<TaskId> {
-    const alias = aliasOf(scope, target, options.alias);
+    const alias = this.#alias(scope, target, options.call);
     const step = describeStep("spawn", target);
     const recorded = this.o.memo.lookup(alias, "spawn", step);
     if (recorded) return recorded.value as TaskId;
     return this.o.host.spawn(target, request, options.when, this.o.taskId.taskUuid, (taskId) =>
       this.o.memo.write(alias, "spawn", step, "completed", taskId, "A task id")(),
     );
+  }
+
+  /** `Type.ref(id).read(ctx)`: the durable state, recorded as a step (read afresh with `.always()` or inside `until`). */
+  async #read(instance: { stateType: string; stateId: string }, mode?: CallMode): Promise<unknown> {
+    this.#active();
+    const { memo, runner, version } = this.o;
+    const scope = memo.scope();
+    if (!scope.memoise || mode?.kind === "always") {
+      scope.onRead?.(instance.stateType, instance.stateId);
+      return runner.readState(version, instance.stateType, instance.stateId);
+    }
+    const target = { ...instance, method: "read()" };
+    const alias = this.#alias(scope, target, mode);
+    const step = describeStep("read", target);
+    const recorded = memo.lookup(alias, "read", step);
+    if (recorded?.status === "completed") return recorded.value;
+    const state = runner.readState(version, instance.stateType, instance.stateId);
+    return memo.record(alias, "read", step, "completed", state, `The state read by ${step}`);
+  }
+
+  /** `Type.ref(id).write(ctx, fn)`: an inline writer; its change and its record commit together, so it runs once. */
+  async #write(instance: { stateType: string; stateId: string }, fn: (state: Record<string, unknown>) => unknown, mode?: CallMode): Promise<unknown> {
+    this.#active();
+    const { memo, runner, version, signal } = this.o;
+    const scope = memo.scope();
+    if (!scope.memoise || mode?.kind === "always") return stored(await runner.write(version, instance, fn, { signal }));
+    const target = { ...instance, method: "write()" };
+    const alias = this.#alias(scope, target, mode);
+    const step = describeStep("write", target);
+    const recorded = memo.lookup(alias, "write", step);
+    if (recorded?.status === "completed") return recorded.value;
+    const value = await runner.write(version, instance, fn, {
+      signal,
+      record: (value) => memo.write(alias, "write", step, "completed", value, `The value of ${step}`),
+    });
+    return stored(value);
+  }
+
+  /** The id of a constructor called without one: the same on every retry (from the task, and the alias or the call's order). */
+  #construct(stateType: string, method: string, mode?: CallMode): { stateId: string; mode?: CallMode } {
+    const scope = this.o.memo.scope();
+    const named = mode?.kind === "perWorkflow" ? mode.alias : mode?.kind === "idempotently" ? mode.alias : undefined;
+    const key = named ?? aliasOf(scope, { stateType, stateId: "(new)", method }, undefined);
+    return { stateId: deriveId(this.o.taskId.taskUuid, scope.prefix, key), ...(mode ? { mode } : {}) };
   }
 
   // --- Helpers ----------------------------------------------------------------
@@ -153,15 +245,38 @@ export class WorkflowRun implements WorkflowSteps {
     return (await this.#finish(key, "atMostOnce", alias, value)) as T;
   }
 
+  /**
+   * Evaluates `fn` until it is truthy. When `fn` read a state (a reader, `read()`), the next
+   * evaluation comes once one of those states is written, or after `maxInterval` at the latest;
+   * when it read none, after a wait that starts at 10 ms and doubles up to `maxInterval`.
+   */
   async until<T>(alias: string, fn: () => T | Promise<T>, options: UntilOptions): Promise<T> {
     const { key, recorded } = this.#step("until", alias);
-    if (recorded?.status === "completed") return recorded.value as T;
+    const check = (value: unknown) => (options.schema ? checkUntil(options.schema, value, alias) : value) as T;
+    if (recorded?.status === "completed") return check(recorded.value);
     const maxMs = dueTime(options.maxInterval ?? { secs: 1 }, 0);
-    const fresh = newScope(`${key}/`, false);
     for (let wait = FIRST_WAIT_MS; ; wait = Math.min(wait * 2, maxMs)) {
-      const value = await this.o.memo.within(fresh, fn);
-      if (value) return (await this.#finish(key, "until", alias, value)) as T;
-      await this.o.host.idle(this.o.taskId.taskUuid, sleep(Math.min(wait, maxMs), undefined, { signal: this.o.signal }));
+      const watched = new Set<string>();
+      const stops: (() => void)[] = [];
+      let changed!: () => void;
+      const change = new Promise<void>((resolve) => (changed = resolve));
+      const onRead = (stateType: string, stateId: string) => {
+        const instance = `${stateType}\u0000${stateId}`;
+        if (watched.has(instance)) return;
+        watched.add(instance);
+        stops.push(this.o.runner.watch(stateType, stateId, changed));
+      };
+      try {
+        const value = await this.o.memo.within(newScope(`${key}/`, false, onRead), fn);
+        if (value) {
+          check(value);
+          return check(await this.#finish(key, "until", alias, value));
+        }
+        const delay = watched.size > 0 ? maxMs : Math.min(wait, maxMs);
+        await this.o.host.idle(this.o.taskId.taskUuid, firstOf(change, delay, this.o.signal));
+      } finally {
+        for (const stop of stops) stop();
+      }
       this.#active();
     }
   }

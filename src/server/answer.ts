@@ -7,6 +7,7 @@ import { HttpError } from "./read-json.js";
 
 const STATUS_OF_CODE: Record<string, number> = {
   INVALID_ARGUMENT: 400, AMBIGUOUS_TASK: 400, NOT_FOUND: 404, TASK_NOT_FOUND: 404, NOT_ALLOWED: 403, STOPPED: 503,
+  PERMISSION_DENIED: 403, IDEMPOTENCY_CONFLICT: 409,
 };
 
 /**

@@ -108,23 +108,41 @@ export function checkRequest(
 }
 
 /** What a route does, as far as who may use it is concerned. */
-export type RouteName = "health" | "call" | "spawn" | "wait" | "list" | "show" | "cancel" | "retry";
+export type RouteName =
+  | "health" | "call" | "spawn" | "wait" | "list" | "show" | "cancel" | "retry"
+  // The dashboard: its page's files, its session (the token), the event stream, its reads, rerun from a step.
+  | "page" | "dashboard" | "events" | "inspect" | "rerun";
 
-/** Routes that act on tasks other than one's own: they need the admin secret whenever the server has one. */
-const ADMIN_ROUTES: ReadonlySet<RouteName> = new Set(["list", "show", "cancel", "retry"]);
+/** Routes that act on tasks other than one's own, or show them: they need the admin secret whenever the server has one. */
+const ADMIN_ROUTES: ReadonlySet<RouteName> = new Set(["list", "show", "cancel", "retry", "dashboard", "events", "inspect", "rerun"]);
 
 /**
  * Whether a route needs the admin secret. On loopback, the task-admin routes need it when
  * the server has one. Beyond loopback every route but `/health` needs it, whatever the
  * client's address (a proxy on the same machine makes every client look local).
  *
- * Authorizers (per method, declared by the application) will let `call`, `spawn` and
- * `wait` of the methods they allow through without the secret; that decision needs the
- * method's name, so it belongs where http.ts `authorize()` has the parsed body.
+ * Authorizers (per state type, declared by the application) let `call`, `spawn` and `wait`
+ * through without the secret (see passesToAuthorizer); that decision needs the state type,
+ * so it is made where http.ts `authorize()` has the parsed body.
  */
 export function needsAdminSecret(route: RouteName, options: { loopback: boolean; adminSecret?: string }): boolean {
-  if (!options.adminSecret || route === "health") return false;
+  // The page's own files hold no data (the same for every server): the page loads, then asks for the secret.
+  if (!options.adminSecret || route === "health" || route === "page") return false;
   return !options.loopback || ADMIN_ROUTES.has(route);
+}
+
+/**
+ * Routes that act on one method of one state type (call, spawn, and wait for a task of it):
+ * beyond loopback, when that type's servicer has an authorizer, they need no admin secret,
+ * and the authorizer decides instead. The other routes keep needing the secret.
+ */
+export function passesToAuthorizer(route: RouteName): boolean {
+  return route === "call" || route === "spawn" || route === "wait";
+}
+
+/** The token of an `Authorization: Bearer …` header, if it has one. */
+export function bearerToken(authorization: string | undefined): string | undefined {
+  return /^Bearer (.+)$/.exec(authorization ?? "")?.[1];
 }
 
 /** Whether an Authorization header carries the admin secret. */

@@ -2,15 +2,20 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { z } from "zod";
 import type { CallTarget } from "../api/context.js";
-import { MendError } from "../api/errors.js";
+import { MendError, MethodFailed } from "../api/errors.js";
+import type { CallFrom } from "../runtime/outside.js";
 import { nameProblem } from "../api/ids.js";
 import { TaskId } from "../api/task-id.js";
 import type { Runtime, TaskInfo, TaskSummary } from "../runtime/runtime.js";
 import { isDiskFull } from "../store/open.js";
-import { checkRequest, hasAdminSecret, isAllowedOrigin, isLoopbackHost, needsAdminSecret, type GuardOptions, type RouteName } from "./guard.js";
+import { bearerToken, checkRequest, hasAdminSecret, isAllowedOrigin, isLoopbackHost, needsAdminSecret, passesToAuthorizer, type GuardOptions, type RouteName } from "./guard.js";
 import { errorAnswer, send } from "./answer.js";
 import { HttpError, readJson } from "./read-json.js";
 import { cancelRefusal, cutLargeValues, retryRefusal } from "./task-answers.js";
+import { DashboardPage, DEFAULT_EDITOR_URL, editorUrlProblem, newToken, TOKEN_HEADER } from "./dashboard.js";
+import type { DevLoop } from "./dev-loop.js";
+import { EventHub } from "./events.js";
+import { dashboardRoutes, requireToken, type RouteContext } from "./inspect-routes.js";
 
 export interface ServerOptions {
   /** @defaultValue "127.0.0.1" */
@@ -37,6 +42,13 @@ export interface ServerOptions {
   headersTimeoutMs?: number;
   /** A request's body must arrive within this time after its headers. @defaultValue 30 s */
   bodyTimeoutMs?: number;
+  /**
+   * The link of a stack frame on the dashboard (`/__/`): `{file}`, `{line}` and `{column}` are
+   * replaced, e.g. `idea://open?file={file}&line={line}`. @defaultValue "vscode://file/{file}:{line}:{column}"
+   */
+  editorUrl?: string;
+  /** @internal What `mend dev run` did (builds, versions, restarts), for the dashboard. */
+  devLoop?: DevLoop;
 }
 
 export interface RunningServer {
@@ -49,7 +61,9 @@ const name = z.string().superRefine((value, ctx) => {
   if (problem) ctx.addIssue({ code: "custom", message: problem });
 });
 const target = { stateType: name, stateId: name, method: name };
-const CallBody = z.object({ ...target, request: z.unknown().optional() });
+/** An idempotency key: the client's seed and the call's alias (ExternalContext sends both). */
+const Idempotency = z.object({ seed: name, alias: name });
+const CallBody = z.object({ ...target, request: z.unknown().optional(), idempotency: Idempotency.optional() });
 const When = z.union([
   z.object({ at: z.union([z.iso.datetime({ offset: true }), z.number().int().nonnegative()]) }),
   // Strict: an unknown key (a misspelt unit, an `at` that is not a date) is refused, not read as "now".
@@ -58,6 +72,8 @@ const When = z.union([
 const SpawnBody = CallBody.extend({ when: When.optional() });
 const ListQuery = z.object({
   status: z.enum(["SCHEDULED", "STARTED", "SCHEDULED_RETRY", "SCHEDULED_ITERATION", "COMPLETED", "ABORTED", "CANCELLED"]).optional(),
+  parent: z.string().optional(),
+  text: z.string().max(1000).optional(),
   stateType: z.string().optional(),
   stateId: z.string().optional(),
   method: z.string().optional(),
@@ -93,19 +109,44 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
   for (const [key, value] of Object.entries({ headersTimeoutMs: headersTimeout, bodyTimeoutMs: bodyTimeout, maxConnections }))
     if (!Number.isSafeInteger(value) || value < 1) throw new MendError("INVALID_OPTION", `${key} must be an integer >= 1, got ${String(value)}.`);
 
+  const editorUrl = options.editorUrl ?? DEFAULT_EDITOR_URL;
+  const editorProblem = editorUrlProblem(editorUrl);
+  if (editorProblem) throw new MendError("INVALID_OPTION", editorProblem);
+  const token = newToken();
+  const events = new EventHub(runtime, options.devLoop ? [options.devLoop] : []);
+  const dashboard = { token, page: new DashboardPage(), events, editorUrl, loopback, devLoop: options.devLoop, startedAt: Date.now() };
+
   const hasSecret = (req: IncomingMessage) => !!options.adminSecret && hasAdminSecret(req.headers.authorization, options.adminSecret);
 
   /**
-   * Lets a request through to a route, or refuses it for want of the admin secret. This is
-   * where a method's authorizer will be asked (for call, spawn and wait, with `target`)
-   * before the secret is demanded.
+   * Lets a request through to a route, or refuses it for want of the admin secret, and says
+   * who calls: the admin (whom no authorizer checks), or a caller with `auth` from its bearer
+   * token. A call, spawn or wait of a state type whose servicer has an authorizer needs no
+   * secret: the authorizer decides (in the runtime).
    */
-  const authorize = (req: IncomingMessage, route: RouteName, _target?: CallTarget) => {
-    if (!needsAdminSecret(route, { loopback, adminSecret: options.adminSecret }) || hasSecret(req)) return;
-    const message = loopback
-      ? "This endpoint needs the admin secret (mend task … --admin-credential)."
-      : "This server is served beyond loopback: every request needs the admin secret (Authorization: Bearer …; mend task … --admin-credential, ExternalContext({ adminCredential })).";
-    throw new HttpError(401, "UNAUTHENTICATED", message);
+  const authorize = async (req: IncomingMessage, route: RouteName, target?: CallTarget): Promise<CallFrom> => {
+    const admin = hasSecret(req);
+    if (!admin && needsAdminSecret(route, { loopback, adminSecret: options.adminSecret })) {
+      if (!(target && passesToAuthorizer(route) && runtime.hasAuthorizer(target.stateType))) {
+        const message = loopback
+          ? "This endpoint needs the admin secret (mend task … --admin-credential)."
+          : "This server is served beyond loopback: every request needs the admin secret (Authorization: Bearer …; mend task … --admin-credential, ExternalContext({ adminCredential })).";
+        throw new HttpError(401, "UNAUTHENTICATED", message);
+      }
+    }
+    if (admin) return { trusted: true };
+    return { auth: await runtime.verifyToken(bearerToken(req.headers.authorization)) };
+  };
+
+  /** The idempotency key of a call or spawn: the body's, or the `Idempotency-Key` header's. */
+  const idempotencyOf = (req: IncomingMessage, body: { idempotency?: { seed: string; alias: string } | undefined }) => {
+    if (body.idempotency) return body.idempotency;
+    const header = req.headers["idempotency-key"];
+    if (header === undefined) return undefined;
+    const alias = Array.isArray(header) ? header[0]! : header;
+    const problem = nameProblem(alias);
+    if (problem) throw new HttpError(400, "INVALID_ARGUMENT", `The Idempotency-Key header ${problem}.`);
+    return { seed: "Idempotency-Key", alias };
   };
 
   /** The task a path names by its uuid or a unique start of it. */
@@ -129,15 +170,17 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     }
     if (at("/v1/call", "POST")) {
       const body = parse(CallBody, await readJson(req, limit, bodyTimeout), "call");
-      authorize(req, "call", body);
+      const from: CallFrom = { ...(await authorize(req, "call", body)), idempotency: idempotencyOf(req, body) };
       // A client that goes away gives up its call: the method's ctx.signal aborts and nothing it did is committed.
       const gone = new AbortController();
       res.on("close", () => {
         if (!res.writableFinished) gone.abort(new MendError("CLIENT_GONE", "The client closed its connection before the call ended."));
       });
       try {
-        return send(res, 200, { outcome: await runtime.call(body, body.request, gone.signal) });
+        return send(res, 200, { outcome: await runtime.call(body, body.request, gone.signal, from) });
       } catch (e) {
+        if (e instanceof MethodFailed)
+          return send(res, 500, { error: { code: "METHOD_FAILED", name: e.remoteName, message: e.message, stack: e.stack } });
         if (e instanceof MendError || e instanceof HttpError || isDiskFull(e)) throw e;
         const error = e as Error;
         return send(res, 500, { error: { code: "METHOD_FAILED", name: error.name, message: error.message, stack: error.stack } });
@@ -145,28 +188,32 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     }
     if (at("/v1/tasks", "POST")) {
       const body = parse(SpawnBody, await readJson(req, limit, bodyTimeout), "task");
-      authorize(req, "spawn", body);
+      const from: CallFrom = { ...(await authorize(req, "spawn", body)), idempotency: idempotencyOf(req, body) };
       const when = body.when && "at" in body.when ? new Date(body.when.at) : body.when;
-      const taskId = await runtime.spawn(body, body.request, when);
+      const taskId = await runtime.spawn(body, body.request, when, from);
       return send(res, 201, { taskId, id: TaskId.format(taskId) });
     }
     if (at("/v1/tasks", "GET")) {
-      authorize(req, "list");
-      const query = parse(ListQuery, Object.fromEntries(url.searchParams), "query");
-      const tasks = runtime.listTasks(query);
+      await authorize(req, "list");
+      const { parent, ...query } = parse(ListQuery, Object.fromEntries(url.searchParams), "query");
+      const tasks = runtime.listTasks({ ...query, ...(parent !== undefined ? { parentUuid: parent } : {}) });
       return send(res, 200, { tasks: tasks.map(summaryJson), next: tasks.length === query.limit ? tasks.at(-1)!.cursor : null });
     }
     if (at("/v1/tasks/:id", "GET")) {
-      authorize(req, "show");
+      await authorize(req, "show");
       const { task, attempts } = findTask(parts[2]!);
+      const history = runtime.inspector.history(task.taskId.taskUuid);
       const full = url.searchParams.get("full");
-      if (full === "true" || full === "1") return send(res, 200, { task: taskJson(task), attempts });
+      if (full === "true" || full === "1") return send(res, 200, { task: taskJson(task), attempts, history });
       const { task: shown, cut } = cutLargeValues(task);
-      return send(res, 200, { task: taskJson(shown), attempts, ...(cut ? { cut } : {}) });
+      return send(res, 200, { task: taskJson(shown), attempts, history, ...(cut ? { cut } : {}) });
     }
     if (at("/v1/tasks/:id/wait", "GET")) {
-      authorize(req, "wait");
       const { task } = findTask(parts[2]!);
+      const target = { ...task.taskId, method: task.method };
+      const from = await authorize(req, "wait", target);
+      // A waiter who is not the admin may wait only for tasks the authorizer lets it call.
+      if (!from.trusted) await runtime.authorize(target, task.request, from);
       const timeout = Math.min(Math.max(Number(url.searchParams.get("timeout") ?? 30_000) || 0, 0), 120_000);
       const abort = new AbortController();
       req.on("close", () => abort.abort());
@@ -182,7 +229,8 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
       }
     }
     if (at("/v1/tasks/:id/cancel", "POST")) {
-      authorize(req, "cancel");
+      await authorize(req, "cancel");
+      requireToken(req, token);
       const { task } = findTask(parts[2]!);
       const uuid = task.taskId.taskUuid;
       const refused = cancelRefusal(task) ?? ((await runtime.cancel(uuid)) ? undefined : cancelRefusal(runtime.getTask(uuid).task));
@@ -190,7 +238,8 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
       return send(res, 200, { cancelled: true });
     }
     if (at("/v1/tasks/:id/retry", "POST")) {
-      authorize(req, "retry");
+      await authorize(req, "retry");
+      requireToken(req, token);
       const { task } = findTask(parts[2]!);
       const uuid = task.taskId.taskUuid;
       const refused =
@@ -199,6 +248,13 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
       if (refused) throw new HttpError(refused.status, refused.code, refused.message);
       return send(res, 200, { retrying: true });
     }
+    const context: RouteContext = {
+      req, res, url, parts, at,
+      authorize: async (r) => void (await authorize(req, r)),
+      body: () => readJson(req, limit, bodyTimeout),
+      taskUuid: (part) => runtime.resolveTaskUuid(decodeURIComponentSafe(part)),
+    };
+    if (await dashboardRoutes(runtime, dashboard, context)) return;
     if (verbs.length > 0) throw new HttpError(405, "METHOD_NOT_ALLOWED", `${url.pathname} takes ${verbs.join(" or ")}, not ${method}.`);
     throw new HttpError(404, "NOT_FOUND", `No route ${method} ${url.pathname}.`);
   }
@@ -222,7 +278,7 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
         if (req.method === "OPTIONS") {
           res.writeHead(204, {
             "access-control-allow-methods": "GET, POST",
-            "access-control-allow-headers": "authorization, content-type",
+            "access-control-allow-headers": `authorization, content-type, last-event-id, ${TOKEN_HEADER}`,
             "access-control-max-age": "600",
           });
           return void res.end();
@@ -265,6 +321,7 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     url: `http://${shown}:${address.port}`,
     close: () =>
       new Promise((resolve) => {
+        events.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

@@ -74,6 +74,49 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX tasks_by_method ON tasks (method);
   CREATE INDEX attempts_open ON attempts (task_uuid) WHERE ended_at IS NULL;
   `,
+  // 4: the code versions \`mend dev run\` loaded, numbered per store across runs.
+  `
+  CREATE TABLE versions (
+    number    INTEGER PRIMARY KEY,  -- the N of vN
+    loaded_at INTEGER NOT NULL,     -- ms since the epoch
+    changed   TEXT NOT NULL,        -- JSON array of the files whose saves led to it
+    build_ms  REAL,
+    load_ms   REAL
+  );
+  `,
+  // 5: calls made idempotently from outside (`.idempotently()` on an ExternalContext or a
+  // runtime context, an HTTP idempotency key, the calls of `initialize`): one row per seed
+  // and alias, kept with the store, so a repeat gets the recorded result.
+  `
+  CREATE TABLE idempotency (
+    seed       TEXT NOT NULL,
+    alias      TEXT NOT NULL,
+    kind       TEXT NOT NULL,       -- call, spawn or initialize
+    step       TEXT NOT NULL,       -- what the key stands for, e.g. Account('alice').deposit()
+    request    TEXT NOT NULL,       -- JSON of the validated request: a repeat must ask the same
+    status     TEXT NOT NULL,       -- completed or failed (a declared error)
+    value      TEXT,                -- JSON: the response, { error, message }, or a task id
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (seed, alias)
+  ) WITHOUT ROWID;
+  `,
+  // 6: the dashboard. Each workflow step's place in the order its task first recorded them
+  // (rerunning from a step forgets the ones recorded at or after it; steps recorded before
+  // this column have none and sort first), a task's children by their parent, and what
+  // operators did to a task (a rerun from a step: who, when, which steps).
+  `
+  ALTER TABLE memos ADD COLUMN seq INTEGER;
+  CREATE INDEX memos_order ON memos (task_uuid, seq);
+  CREATE INDEX tasks_by_parent ON tasks (parent_uuid) WHERE parent_uuid IS NOT NULL;
+  CREATE TABLE task_history (
+    task_uuid TEXT NOT NULL REFERENCES tasks (uuid) ON DELETE CASCADE,
+    at        INTEGER NOT NULL,     -- ms since the epoch
+    action    TEXT NOT NULL,        -- rerun
+    by        TEXT NOT NULL,        -- who asked: dashboard, cli or api
+    detail    TEXT NOT NULL         -- JSON, e.g. { fromStep, forgotten: [aliases] }
+  );
+  CREATE INDEX task_history_by_task ON task_history (task_uuid);
+  `,
 ];
 
 /** 'mend' in ASCII: marks an SQLite file as a mend store. */

@@ -56,11 +56,25 @@ export interface AttemptRow {
   error_stack: string | null;
 }
 
+/** A code version that \`mend dev run\` loaded. */
+export interface VersionRow {
+  number: number;
+  loaded_at: number;
+  /** JSON array of file paths. */
+  changed: string;
+  build_ms: number | null;
+  load_ms: number | null;
+}
+
 export interface TaskFilter {
   status?: TaskStatus;
   stateType?: string;
   stateId?: string;
   method?: string;
+  /** Only the children of this task. */
+  parentUuid?: string;
+  /** Only tasks whose uuid starts with it, or whose state id, method or last error contains it. */
+  text?: string;
   /** Tasks created before this rowid (paging, newest first). */
   before?: number;
   limit: number;
@@ -120,13 +134,22 @@ export function prepareStatements(db: Database.Database) {
     WHERE status = 'SCHEDULED_RETRY' RETURNING uuid, state_type, state_id`);
   const retryTask = s(`UPDATE tasks SET due_at = @now, backoff_step = 0, updated_at = @now
     WHERE uuid = @uuid AND status IN ('SCHEDULED', 'SCHEDULED_RETRY', 'SCHEDULED_ITERATION')`);
-  const interruptAttempts = s(`UPDATE attempts SET outcome = 'INTERRUPTED', ended_at = @now,
+  const interruptAttempts = s(`UPDATE attempts SET outcome = 'INTERRUPTED', ended_at = max(started_at, @now),
     error_message = 'The process stopped during this attempt.' WHERE ended_at IS NULL`);
+  // Parks a task that was running (or is parked already) as one waiting for new code: a
+  // load() or a retry starts it again. A task retried since, or finished, is left alone.
+  const parkTask = s(`UPDATE tasks SET status = 'SCHEDULED_RETRY', due_at = NULL, last_error = @reason, updated_at = @now
+    WHERE uuid = @uuid AND (status = 'STARTED' OR (status = 'SCHEDULED_RETRY' AND due_at IS NULL))`);
+  const recordVersion = s(`INSERT OR IGNORE INTO versions (number, loaded_at, changed, build_ms, load_ms)
+    VALUES (@number, @loaded_at, @changed, @build_ms, @load_ms)`);
+  const lastVersion = s(`SELECT max(number) FROM versions`).pluck();
   const iterateTask = s(`UPDATE tasks SET status = 'SCHEDULED_ITERATION', due_at = @due_at, iteration = @iteration,
     backoff_step = 0, updated_at = @now WHERE uuid = @uuid`);
   const getMemo = s(`SELECT * FROM memos WHERE task_uuid = ? AND alias = ?`);
-  const putMemo = s(`INSERT INTO memos (task_uuid, alias, kind, step, status, value, updated_at)
-    VALUES (@task_uuid, @alias, @kind, @step, @status, @value, @now)
+  // A step keeps the place it was first recorded at (seq) when it is recorded again.
+  const putMemo = s(`INSERT INTO memos (task_uuid, alias, kind, step, status, value, updated_at, seq)
+    VALUES (@task_uuid, @alias, @kind, @step, @status, @value, @now,
+      (SELECT coalesce(max(seq), 0) + 1 FROM memos WHERE task_uuid = @task_uuid))
     ON CONFLICT (task_uuid, alias) DO UPDATE SET kind = excluded.kind, step = excluded.step,
       status = excluded.status, value = excluded.value, updated_at = excluded.updated_at`);
   const readState = s(`SELECT state FROM states WHERE state_type = ? AND state_id = ?`).pluck();
@@ -168,6 +191,9 @@ export function prepareStatements(db: Database.Database) {
     /** A task that has not started, or is failing, due now; false if it is running or finished. */
     retryTask: (uuid: string, now: number) => (fault("store.retryTask"), retryTask.run({ uuid, now }).changes > 0),
     interruptAttempts: (now: number) => interruptAttempts.run({ now }),
+    parkTask: (uuid: string, reason: string, now: number) => parkTask.run({ uuid, reason, now }),
+    recordVersion: (v: VersionRow) => recordVersion.run(v),
+    lastVersion: () => (lastVersion.get() as number | null) ?? 0,
     iterateTask: (uuid: string, dueAt: number, iteration: number, now: number) =>
       (fault("store.iterateTask"), iterateTask.run({ uuid, due_at: dueAt, iteration, now })),
     getMemo: (uuid: string, alias: string) => getMemo.get(uuid, alias) as MemoRow | undefined,
@@ -189,6 +215,11 @@ export function prepareStatements(db: Database.Database) {
       if (filter.stateType) (where.push("state_type = @stateType"), (params.stateType = filter.stateType));
       if (filter.stateId) (where.push("state_id = @stateId"), (params.stateId = filter.stateId));
       if (filter.method) (where.push("method = @method"), (params.method = filter.method));
+      if (filter.parentUuid) (where.push("parent_uuid = @parentUuid"), (params.parentUuid = filter.parentUuid));
+      // Text matches a start of the uuid, or any part of the state id, the method or the last error (read row by row).
+      if (filter.text)
+        (where.push("(instr(uuid, lower(@text)) = 1 OR instr(state_id, @text) > 0 OR instr(method, @text) > 0 OR instr(last_error, @text) > 0)"),
+          (params.text = filter.text));
       if (filter.before !== undefined) (where.push("rowid < @before"), (params.before = filter.before));
       const sql = `SELECT rowid, ${LIST_COLUMNS} FROM tasks ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY rowid DESC LIMIT @limit`;
       return db.prepare(sql).all(params) as TaskListRow[];

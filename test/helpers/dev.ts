@@ -1,6 +1,7 @@
 import { execa, type ResultPromise } from "execa";
 import { afterEach } from "vitest";
 import { cli } from "./cli.js";
+import { OutputReader } from "./output.js";
 
 const running: ResultPromise[] = [];
 afterEach(async () => {
@@ -13,52 +14,26 @@ afterEach(async () => {
 /** `mend dev run` in `cwd`, read step by step: each `until` looks only past the previous match. */
 export class DevRun {
   readonly child: ReturnType<typeof spawnDev>;
-  #output = "";
-  #cursor = 0;
-  #listeners = new Set<() => void>();
+  readonly #reader: OutputReader;
 
-  constructor(cwd: string, args: string[] = []) {
-    this.child = spawnDev(cwd, args);
+  constructor(cwd: string, args: string[] = [], env: Record<string, string> = {}) {
+    this.child = spawnDev(cwd, args, env);
     running.push(this.child);
-    this.child.all!.on("data", (chunk: Buffer) => {
-      this.#output += chunk.toString();
-      for (const f of this.#listeners) f();
-    });
-    this.child.once("exit", () => {
-      for (const f of this.#listeners) f();
-    });
+    this.#reader = new OutputReader(this.child, "mend dev run");
   }
 
   get output(): string {
-    return this.#output;
+    return this.#reader.output;
   }
 
   /** Waits for `pattern` in the output after the last match; fails with the whole output after `timeoutMs`. */
   until(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const rest = this.#output.slice(this.#cursor);
-        const match = rest.match(pattern);
-        if (match) {
-          this.#cursor += match.index! + match[0].length;
-          finish();
-          resolve(match);
-        } else if (this.child.exitCode !== null || this.child.signalCode !== null) {
-          finish();
-          reject(new Error(`mend dev run exited before ${pattern}:\n${this.#output}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        finish();
-        reject(new Error(`no ${pattern} within ${timeoutMs} ms; output:\n${this.#output}`));
-      }, timeoutMs);
-      const finish = () => {
-        clearTimeout(timer);
-        this.#listeners.delete(check);
-      };
-      this.#listeners.add(check);
-      check();
-    });
+    return this.#reader.until(pattern, timeoutMs);
+  }
+
+  /** Waits for `pattern` anywhere in the output, for lines whose order is not fixed; the cursor stays. */
+  seen(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+    return this.#reader.seen(pattern, timeoutMs);
   }
 
   #url: string | undefined;
@@ -66,7 +41,7 @@ export class DevRun {
   /** The URL it serves on, once it says so. */
   async url(): Promise<string> {
     if (!this.#url) {
-      const match = /serving \S+ at (http:\/\/\S+)/.exec(this.#output) ?? (await this.until(/serving \S+ at (http:\/\/\S+)/));
+      const match = /serving \S+ at (http:\/\/\S+)/.exec(this.output) ?? (await this.until(/serving \S+ at (http:\/\/\S+)/));
       this.#url = match[1]!;
     }
     return this.#url;
@@ -79,12 +54,12 @@ export class DevRun {
   }
 }
 
-function spawnDev(cwd: string, args: string[]) {
+function spawnDev(cwd: string, args: string[], env: Record<string, string>) {
   return execa("node", [cli, "dev", "run", "--port", "0", ...args], {
     cwd,
     all: true,
     reject: false,
     stdin: "ignore",
-    env: { NO_COLOR: "1", FORCE_COLOR: "0" },
+    env: { NO_COLOR: "1", FORCE_COLOR: "0", ...env },
   });
 }

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach } from "vitest";
+import { OutputReader } from "./output.js";
 
 export const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -81,50 +82,20 @@ function signalGroup(child: ResultPromise, signal: NodeJS.Signals): void {
  */
 export class Running {
   readonly child: ResultPromise;
-  #output = "";
-  #cursor = 0;
-  #listeners = new Set<() => void>();
+  readonly #reader: OutputReader;
 
   constructor(command: string, args: string[], cwd: string) {
     this.child = execa(command, args, { cwd, env: cleanEnv(), extendEnv: false, all: true, reject: false, stdin: "ignore", detached: true });
     running.push(this.child);
-    this.child.all!.on("data", (chunk: Buffer) => {
-      this.#output += chunk.toString();
-      for (const f of this.#listeners) f();
-    });
-    this.child.once("exit", () => {
-      for (const f of this.#listeners) f();
-    });
+    this.#reader = new OutputReader(this.child, `${command} ${args.join(" ")}`);
   }
 
   get output(): string {
-    return this.#output;
+    return this.#reader.output;
   }
 
   until(pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const match = this.#output.slice(this.#cursor).match(pattern);
-        if (match) {
-          this.#cursor += match.index! + match[0].length;
-          finish();
-          resolve(match);
-        } else if (this.child.exitCode !== null || this.child.signalCode !== null) {
-          finish();
-          reject(new Error(`exited before ${pattern}:\n${this.#output}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        finish();
-        reject(new Error(`no ${pattern} within ${timeoutMs} ms; output:\n${this.#output}`));
-      }, timeoutMs);
-      const finish = () => {
-        clearTimeout(timer);
-        this.#listeners.delete(check);
-      };
-      this.#listeners.add(check);
-      check();
-    });
+    return this.#reader.until(pattern, timeoutMs);
   }
 
   /** Ctrl+C: how the command ended (npm itself ends by the signal, mend with 130). */
