@@ -59,18 +59,26 @@ export class Builder {
     return { ok: false, message: await formatBuildErrors(errors, (e as Error).message), ms: performance.now() - t0 };
   }
 
-  /** Writes a version's bundle and its source map; returns the bundle's path. */
+  /** Builds written so far: each bundle's file name is its own, whatever version name it carries. */
+  #written = 0;
+
+  /**
+   * Writes a version's bundle and its source map; returns the bundle's path. The file is named
+   * by the build, not the version: a version name can come back (a rejected build uses none,
+   * and a restarted runtime numbers on from its store), and removing an old file by its name
+   * must never remove a newer one.
+   */
   write(version: string, code: string, map: string): string {
     mkdirSync(this.outdir, { recursive: true });
-    const file = join(this.outdir, `${version}.mjs`);
+    const name = `${version}-${++this.#written}.mjs`;
+    const file = join(this.outdir, name);
     writeFileSync(`${file}.map`, map);
-    writeFileSync(file, code.replace(/\/\/# sourceMappingURL=app\.mjs\.map\s*$/, `//# sourceMappingURL=${version}.mjs.map\n`));
+    writeFileSync(file, code.replace(/\/\/# sourceMappingURL=app\.mjs\.map\s*$/, `//# sourceMappingURL=${name}.map\n`));
     return file;
   }
 
-  /** Removes a version's files once no runtime will load it again. */
-  remove(version: string): void {
-    const file = join(this.outdir, `${version}.mjs`);
+  /** Removes a bundle written by `write` (and its map) once no runtime will load it again. */
+  remove(file: string): void {
     rmSync(file, { force: true });
     rmSync(`${file}.map`, { force: true });
   }

@@ -1,10 +1,11 @@
 // The watcher's decisions, as pure functions and small classes: hangs, crashes, parking,
 // which task lines serve prints, holder files.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { attemptJson, limit, shortUuid, stuckReason, type AttemptReport } from "../src/cli/log-lines.js";
 import { TaskLog } from "../src/cli/task-log.js";
+import { Builder } from "../dev/builder.js";
 import { Heartbeat } from "../dev/heartbeat.js";
 import { holdStateDirectory, readHolder } from "../dev/lock.js";
 import { diedByItself, Parked, RunningAttempts, Suspects, verdict } from "../dev/running.js";
@@ -101,6 +102,20 @@ describe("version numbers", () => {
     expect(await v.next()).toBe("v15");
     v.rejected("v15");
     expect(await v.next()).toBe("v15");
+  });
+});
+
+describe("bundles on disk", () => {
+  test("a version name that comes back gets a file of its own: removing the old bundle leaves the new one", () => {
+    const dir = tempDir();
+    const builder = new Builder(join(dir, "main.ts"), join(dir, "out"));
+    // v6 built, never loaded (the runtime died); after the restart the next build is v6 again.
+    const old = builder.write("v6", "export default 1;\n", "{}");
+    const again = builder.write("v6", "export default 2;\n", "{}");
+    expect(again).not.toBe(old);
+    builder.remove(old);
+    expect(existsSync(old)).toBe(false);
+    expect(readFileSync(again, "utf8")).toContain("export default 2;");
   });
 });
 
