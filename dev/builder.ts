@@ -63,7 +63,7 @@ export class Builder {
   /** Each file's specifiers when the graph was last built, joined. */
   #atGraph = new Map<string, string>();
   #compiled = new Map<string, Compiled>();
-  /** Versions written and not removed: the hashes each one uses. */
+  /** Versions written and not removed (by manifest path): the hashes each one uses. */
   #versions = new Map<string, string[]>();
   #uses = new Map<string, number>();
 
@@ -165,10 +165,15 @@ export class Builder {
     return { ok: false, message: await formatBuildErrors(errors, (e as Error).message), ms: performance.now() - t0 };
   }
 
+  /** Builds written so far: each manifest's file name is its own, whatever version name it carries. */
+  #written = 0;
+
   /**
    * Writes a version: each module's code and map that is not on disk yet (named by its
-   * hash, so unchanged files are never written again) and the version's manifest;
-   * returns the manifest's path.
+   * hash, so unchanged files are never written again) and the version's manifest; returns
+   * the manifest's path. The manifest is named by the build, not the version: a version
+   * name can come back (a rejected build uses none, and a restarted runtime numbers on from
+   * its store), and removing an old version must never remove a newer one.
    */
   write(version: string, result: Extract<BuildResult, { ok: true }>): string {
     mkdirSync(join(this.outdir, "m"), { recursive: true });
@@ -182,31 +187,34 @@ export class Builder {
       writeFileSync(`${file}.map`, m.map);
       writeFileSync(file, m.code);
     }
-    this.#versions.set(version, hashes);
     const manifest: VersionManifest = {
       entry: result.entry,
       modules: result.modules.map((m) => ({ url: m.url, code: `m/${m.hash}.mjs`, hash: m.hash, imports: m.imports })),
     };
-    const path = join(this.outdir, `${version}.json`);
+    const path = join(this.outdir, `${version}-${++this.#written}.json`);
     writeFileSync(path, JSON.stringify(manifest));
+    this.#versions.set(path, hashes);
     return path;
   }
 
-  /** Removes a version's manifest, and each module file no other version uses, once no runtime will load it again. */
-  remove(version: string): void {
-    rmSync(join(this.outdir, `${version}.json`), { force: true });
-    for (const hash of this.#versions.get(version) ?? []) {
+  /**
+   * Removes a version written by `write` (its manifest), and each module file no other
+   * version uses, once no runtime will load it again.
+   */
+  remove(file: string): void {
+    rmSync(file, { force: true });
+    for (const hash of this.#versions.get(file) ?? []) {
       const uses = (this.#uses.get(hash) ?? 1) - 1;
       if (uses > 0) {
         this.#uses.set(hash, uses);
         continue;
       }
       this.#uses.delete(hash);
-      const file = join(this.outdir, "m", `${hash}.mjs`);
-      rmSync(file, { force: true });
-      rmSync(`${file}.map`, { force: true });
+      const code = join(this.outdir, "m", `${hash}.mjs`);
+      rmSync(code, { force: true });
+      rmSync(`${code}.map`, { force: true });
     }
-    this.#versions.delete(version);
+    this.#versions.delete(file);
   }
 
   async dispose(): Promise<void> {

@@ -103,13 +103,17 @@ export async function devRun(o: DevRunOptions): Promise<number> {
   const onLoaded = (m: Extract<FromRuntime, { type: "loaded" | "load-failed" }>) => {
     const v = latest?.version === m.version ? latest : current?.version === m.version ? current : undefined;
     versions.settle(m.version);
-    if (!v) return;
+    if (!v) {
+      // A version superseded meanwhile: a runtime that just started must still get one.
+      if (m.type === "load-failed" && fresh && current) send(current);
+      return;
+    }
     if (m.type === "load-failed") {
       warn(rejectedLine(v.info.changed, m.message));
       warn(current && current !== v ? `${current.version} keeps serving.` : "Waiting for a save that fixes it.");
       if (latest === v) latest = current;
       if (v !== current) {
-        builder.remove(v.version);
+        builder.remove(v.file);
         versions.rejected(v.version);
       }
       // A runtime that just started has nothing loaded: give it the last good version.
@@ -118,7 +122,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     }
     fresh = false;
     parked.loaded(v.version);
-    if (current && current !== v) builder.remove(current.version);
+    if (current && current !== v) builder.remove(current.file);
     current = v;
     const changes = causes.get(v.version) ?? [];
     causes.delete(v.version);
@@ -226,7 +230,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     const info = { changed: [...new Set(changes.map((c) => show(c.path)))], buildMs: result.ms };
     latest = { version, file: builder.write(version, result), info };
     causes.set(version, changes);
-    if (superseded) builder.remove(superseded.version);
+    if (superseded) builder.remove(superseded.file);
     const loaded = versions.loaded(version);
     if (o.reload === "restart" && current) supervisor.restart();
     else send(latest);

@@ -241,7 +241,7 @@ describe("the dev Builder, file by file", () => {
       expect(oldB).toHaveLength(1);
       expect(readdirSync(join(out, "m"))).toHaveLength(8);
 
-      builder.remove("v1");
+      builder.remove(v1);
       expect(existsSync(v1)).toBe(false);
       expect(existsSync(join(out, oldB[0]!))).toBe(false);
       expect(readdirSync(join(out, "m")).sort()).toEqual(codes(v2).flatMap((c) => [c.slice(2), `${c.slice(2)}.map`]).sort());
