@@ -4,7 +4,8 @@ import { existsSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
 import { MendError } from "../src/api/errors.js";
-import { parseName, parsePort } from "../src/cli/options.js";
+import { parseCount, parseName, parsePort } from "../src/cli/options.js";
+import { editorUrlProblem } from "../src/server/dashboard.js";
 import { isAlive, readHolder, WATCHER_HOLDER } from "./lock.js";
 import { devRun, type DevRunOptions } from "./run.js";
 
@@ -28,10 +29,14 @@ export function registerDevCommands(program: Command): void {
     .option("--state-directory <dir>", "where .mend/ lives", ".")
     .option("--admin-secret <secret>", "required by the task endpoints (or MEND_ADMIN_SECRET)")
     .addOption(new Option("--reload <mode>", "swap new code into the running runtime, or restart it (slower; for comparison)").choices(["swap", "restart"]).default("swap"))
+    .option("--editor-url <template>", "the dashboard's link of a stack frame: {file}, {line}, {column} (default vscode://file/{file}:{line}:{column})")
     .addOption(new Option("--effect-validation <mode>", "run each method twice to expose non-idempotent code").choices(["enabled", "quiet", "disabled"]).default("quiet"))
+    .option("--concurrency <n>", "at most this many task attempts at once (default 256)", parseCount)
     .option("--hang-timeout <ms>", "a runtime that does not answer for this long is restarted, and the tasks it ran are parked", parseMs, 3000)
     .option("--typecheck", "run the app's TypeScript checker after each save and print its errors (the new code loads anyway)")
     .action(async (o: DevRunOptions) => {
+      const editorProblem = o.editorUrl === undefined ? undefined : editorUrlProblem(o.editorUrl);
+      if (editorProblem) throw new MendError("INVALID_ARGUMENT", editorProblem);
       if (!existsSync(resolve(o.application)))
         throw new MendError("NOT_FOUND", `No application at ${o.application}; pass --application PATH to the entry module.`);
       o.adminSecret ??= process.env.MEND_ADMIN_SECRET || undefined;

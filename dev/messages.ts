@@ -1,4 +1,5 @@
 /** Messages between the watcher and the runtime child, over Node's IPC channel. */
+import type { DevLoopReport } from "../src/server/dev-loop.js";
 import type { AttemptReport, WaitingReport } from "../src/cli/log-lines.js";
 import type { AttemptStart } from "../src/cli/task-log.js";
 import type { Recovery } from "../src/runtime/engine.js";
@@ -14,6 +15,8 @@ export interface VersionInfo {
 
 export type ToRuntime =
   | { type: "load"; version: string; file: string; info?: VersionInfo; retryFailing?: boolean }
+  /** What the watcher saw (a failed build, a restart), kept by the runtime for the dashboard. */
+  | { type: "dev"; report: DevLoopReport }
   | { type: "ping"; n: number }
   | { type: "stop" };
 
@@ -37,6 +40,10 @@ export interface RuntimeConfig {
   host: string;
   port: number;
   effectValidation?: string;
+  /** The dashboard's editor link template (--editor-url). */
+  editorUrl?: string;
+  /** At most this many attempts at once (RuntimeOptions.concurrency). */
+  concurrency?: number;
   /** Set on a restart: how the previous runtime stopped, and the tasks to park. */
   recovery?: Recovery;
 }

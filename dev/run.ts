@@ -29,8 +29,11 @@ export interface DevRunOptions {
   stateDirectory: string;
   adminSecret?: string;
   effectValidation?: string;
+  concurrency?: number;
   /** `swap` loads new code into the running runtime; `restart` starts a new runtime for it. @defaultValue "swap" */
   reload?: "swap" | "restart";
+  /** The dashboard's editor link of a stack frame (`{file}`, `{line}`, `{column}`). */
+  editorUrl?: string;
   /** A runtime that leaves a ping unanswered this long is stuck. @defaultValue 3000 */
   hangTimeout?: number;
   /** Run the app's TypeScript checker after each build. */
@@ -77,7 +80,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
   pruneBuilds(buildRoot);
   const buildDir = join(buildRoot, String(process.pid));
   const builder = new Builder(entry, buildDir);
-  const config: RuntimeConfig = { directory, host: o.host, port: o.port, effectValidation: o.effectValidation };
+  const config: RuntimeConfig = { directory, host: o.host, port: o.port, effectValidation: o.effectValidation, concurrency: o.concurrency, editorUrl: o.editorUrl };
   const taskLog = new TaskLog({ format: "text", dev: true, root: cwd });
   const running = new RunningAttempts();
   const suspects = new Suspects();
@@ -100,13 +103,17 @@ export async function devRun(o: DevRunOptions): Promise<number> {
   const onLoaded = (m: Extract<FromRuntime, { type: "loaded" | "load-failed" }>) => {
     const v = latest?.version === m.version ? latest : current?.version === m.version ? current : undefined;
     versions.settle(m.version);
-    if (!v) return;
+    if (!v) {
+      // A version superseded meanwhile: a runtime that just started must still get one.
+      if (m.type === "load-failed" && fresh && current) send(current);
+      return;
+    }
     if (m.type === "load-failed") {
       warn(rejectedLine(v.info.changed, m.message));
       warn(current && current !== v ? `${current.version} keeps serving.` : "Waiting for a save that fixes it.");
       if (latest === v) latest = current;
       if (v !== current) {
-        builder.remove(v.version);
+        builder.remove(v.file);
         versions.rejected(v.version);
       }
       // A runtime that just started has nothing loaded: give it the last good version.
@@ -115,7 +122,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     }
     fresh = false;
     parked.loaded(v.version);
-    if (current && current !== v) builder.remove(current.version);
+    if (current && current !== v) builder.remove(current.file);
     current = v;
     const changes = causes.get(v.version) ?? [];
     causes.delete(v.version);
@@ -130,6 +137,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     else if (m.type === "started") {
       if (!url) {
         log(`mend: serving ${o.name ?? "the application"} at ${m.url}`);
+        log(`mend: dashboard at ${m.url}/__/`);
         if (o.port === 0) log(pc.dim(applicationUrlExportLine(m.url)));
       }
       url = m.url;
@@ -180,6 +188,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     setTimeout(() => {
       if (stopping) return;
       supervisor.start();
+      supervisor.send({ type: "dev", report: { kind: "restarted", reason: `The runtime ${exit.reason}; restarted on ${v?.version ?? "the next good build"}.` } });
       // A save the old runtime died before taking: the new one takes it as a swap does, retrying failing tasks.
       if (v) supervisor.send({ type: "load", version: v.version, file: v.file, info: v.info, retryFailing: current !== undefined && v !== current });
     }, restarts > 3 ? 1000 : 0);
@@ -209,6 +218,7 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     const result = await builder.build();
     sources.buildEnded(result.ok ? result.inputs : undefined);
     if (!result.ok) {
+      supervisor.send({ type: "dev", report: { kind: "build-failed", message: result.message } });
       warn(`${pc.red("Build failed")}:\n${result.message}`);
       warn(current ? `${current.version} keeps serving; fix it and save.` : "Waiting for a save that fixes it.");
       return;
@@ -218,9 +228,9 @@ export async function devRun(o: DevRunOptions): Promise<number> {
     if (stopping) return;
     const superseded = latest !== current ? latest : undefined;
     const info = { changed: [...new Set(changes.map((c) => show(c.path)))], buildMs: result.ms };
-    latest = { version, file: builder.write(version, result.code, result.map), info };
+    latest = { version, file: builder.write(version, result), info };
     causes.set(version, changes);
-    if (superseded) builder.remove(superseded.version);
+    if (superseded) builder.remove(superseded.file);
     const loaded = versions.loaded(version);
     if (o.reload === "restart" && current) supervisor.restart();
     else send(latest);

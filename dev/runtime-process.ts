@@ -8,8 +8,9 @@ import { TaskId } from "../src/api/task-id.js";
 import { reportAttempts } from "../src/cli/task-log.js";
 import { Runtime, type RuntimeOptions } from "../src/runtime/runtime.js";
 import { handleUnownedErrors } from "../src/runtime/stray.js";
+import { DevLoop } from "../src/server/dev-loop.js";
 import { startServer, type RunningServer } from "../src/server/http.js";
-import { loadApp } from "../src/server/load.js";
+import { loadVersion } from "../src/server/load-version.js";
 import { openStore, releaseHolder } from "../src/store/open.js";
 import { prepareStatements } from "../src/store/statements.js";
 import type { FromRuntime, RuntimeConfig, ToRuntime, VersionInfo } from "./messages.js";
@@ -23,6 +24,8 @@ const storePath = join(config.directory, "mend.sqlite");
 let runtime: Runtime | undefined;
 let server: RunningServer | undefined;
 let stopping = false;
+// What the dashboard shows of the dev loop: this process's loads, and what the watcher tells.
+const devLoop = new DevLoop();
 
 /**
  * This process dies with its watcher, also when its own main thread is stuck in a task's
@@ -59,14 +62,18 @@ async function load(version: string, file: string, info: VersionInfo | undefined
   const t0 = performance.now();
   let app;
   try {
-    app = await loadApp(file);
+    app = await loadVersion(file);
   } catch (e) {
+    devLoop.add({ kind: "rejected", version, message: (e as Error).message });
     return void send({ type: "load-failed", version, message: (e as Error).message });
   }
+  const loaded = (retrying: number) =>
+    devLoop.add({ kind: "loaded", version, changed: info?.changed ?? [], buildMs: info?.buildMs ?? null, loadMs: performance.now() - t0, retrying });
   if (runtime) {
     const { retrying } = await runtime.load(app, version);
     const ms = performance.now() - t0;
     record(version, info, ms);
+    loaded(retrying.length);
     return void send({ type: "loaded", version, ms, retrying: retrying.map(TaskId.format) });
   }
   let retrying: string[] = [];
@@ -74,13 +81,14 @@ async function load(version: string, file: string, info: VersionInfo | undefined
   try {
     const options: RuntimeOptions = { directory: config.directory, version, recovery: config.recovery };
     if (config.effectValidation) options.effectValidation = config.effectValidation as RuntimeOptions["effectValidation"];
+    if (config.concurrency) options.concurrency = config.concurrency;
     runtime = await Runtime.start(app, options);
     // From here on tasks may run (none runs before); the thread starts beside the server.
     dieWithWatcher(3000);
     watch(runtime);
     // Loading the same code again retries every failing task on it (restart reload mode).
     if (retryFailing) retrying = (await runtime.load(app, version)).retrying.map(TaskId.format);
-    server = await startServer(runtime, { host: config.host, port: config.port, adminSecret: process.env.MEND_ADMIN_SECRET || undefined });
+    server = await startServer(runtime, { host: config.host, port: config.port, adminSecret: process.env.MEND_ADMIN_SECRET || undefined, editorUrl: config.editorUrl, devLoop });
   } catch (e) {
     const code = (e as { code?: string }).code;
     const message = code === "EADDRINUSE" ? `Port ${config.port} on ${config.host} is in use; pick another with --port (0 picks a free one).` : (e as Error).message;
@@ -91,6 +99,7 @@ async function load(version: string, file: string, info: VersionInfo | undefined
   }
   const ms = performance.now() - t0;
   record(version, info, ms);
+  loaded(retrying.length);
   send({ type: "started", url: server.url });
   send({ type: "loaded", version, ms, retrying });
 }
@@ -139,6 +148,7 @@ let queue = Promise.resolve();
 process.on("message", (message: ToRuntime) => {
   if (message.type === "ping") return void send({ type: "pong", n: message.n });
   if (message.type === "stop") return void stop();
+  if (message.type === "dev") return void devLoop.add(message.report);
   if (message.type === "load") queue = queue.then(() => load(message.version, message.file, message.info, message.retryFailing));
 });
 // Ctrl+C (and a closing terminal's SIGHUP) reaches the whole process group: the watcher

@@ -44,6 +44,7 @@ export {
   type UntilOptions,
 } from "./api/workflow.js";
 export { Runtime, type RuntimeOptions, type ContextOptions, type TaskInfo, type TaskSummary, type ValuePreview, type AttemptInfo } from "./runtime/runtime.js";
+export type { RerunBy, RerunResult } from "./runtime/inspector.js";
 export { StoreError } from "./store/open.js";
 export type { RetryPolicy } from "./runtime/backoff.js";
 export { ExternalContext, type ExternalContextOptions } from "./client/external.js";

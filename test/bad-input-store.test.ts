@@ -140,7 +140,8 @@ test("mend serve on a read-only or a full disk says so in one line", async (ctx)
 });
 
 test("when the disk fills, writes fail with a clear error, what is stored stays, and all works again once there is room", async (ctx) => {
-  const disk = smallDisk(256);
+  // Room for the store, its write-ahead log of this test's writes, and its checkpoint at close.
+  const disk = smallDisk(512);
   if (!disk) return ctx.skip();
   const rt = await start(bank, { directory: disk });
   const c = rt.context();

@@ -1,10 +1,11 @@
 // The watcher's decisions, as pure functions and small classes: hangs, crashes, parking,
 // which task lines serve prints, holder files.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { attemptJson, limit, shortUuid, stuckReason, type AttemptReport } from "../src/cli/log-lines.js";
 import { TaskLog } from "../src/cli/task-log.js";
+import { Builder } from "../dev/builder.js";
 import { Heartbeat } from "../dev/heartbeat.js";
 import { holdStateDirectory, readHolder } from "../dev/lock.js";
 import { diedByItself, Parked, RunningAttempts, Suspects, verdict } from "../dev/running.js";
@@ -101,6 +102,31 @@ describe("version numbers", () => {
     expect(await v.next()).toBe("v15");
     v.rejected("v15");
     expect(await v.next()).toBe("v15");
+  });
+});
+
+describe("bundles on disk", () => {
+  test("a version name that comes back gets a file of its own: removing the old bundle leaves the new one", async () => {
+    const dir = tempDir();
+    const builder = new Builder(join(dir, "main.ts"), join(dir, "out"));
+    try {
+      // v6 built, never loaded (the runtime died); after the restart the next build is v6 again.
+      writeFileSync(join(dir, "main.ts"), "export default 1;\n");
+      const first = await builder.build();
+      if (!first.ok) throw new Error(first.message);
+      const old = builder.write("v6", first);
+      writeFileSync(join(dir, "main.ts"), "export default 2;\n");
+      const second = await builder.build();
+      if (!second.ok) throw new Error(second.message);
+      const again = builder.write("v6", second);
+      expect(again).not.toBe(old);
+      builder.remove(old);
+      expect(existsSync(old)).toBe(false);
+      const module = (JSON.parse(readFileSync(again, "utf8")) as { modules: { code: string }[] }).modules[0]!;
+      expect(readFileSync(join(dir, "out", module.code), "utf8")).toContain("main_default = 2;");
+    } finally {
+      await builder.dispose();
+    }
   });
 });
 

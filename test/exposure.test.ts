@@ -145,7 +145,7 @@ describe("mend serve --host 0.0.0.0", () => {
     expect([allowed.status, allowed.headers["access-control-allow-origin"]]).toEqual([200, "https://ui.example"]);
     // The browser's preflight carries no secret; it is answered for the allowed origin only.
     const preflight = await send(port, "OPTIONS", "/v1/call", { headers: { origin: "https://ui.example", "access-control-request-method": "POST" } });
-    expect([preflight.status, preflight.headers["access-control-allow-headers"]]).toEqual([204, "authorization, content-type"]);
+    expect([preflight.status, preflight.headers["access-control-allow-headers"]]).toEqual([204, "authorization, content-type, last-event-id, x-mend-token"]);
     const stillNeedsSecret = await send(port, "POST", "/v1/call", {
       body: { stateType: "Account", stateId: "ui", method: "balance" },
       headers: { origin: "https://ui.example" },

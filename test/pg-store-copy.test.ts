@@ -39,7 +39,7 @@ describe("mend store copy", () => {
     const there = await mend(["store", "copy", "--from", file, "--to", url]);
     expect(there.stderr).toBe("");
     expect(there.exitCode).toBe(0);
-    expect(there.stdout).toMatch(/^Copied 2 tasks \(1 attempt, \d+ workflow steps?\), 1 state, 1 version and 1 idempotency record from .*mend\.sqlite to postgresql:\/\/mend@127\.0\.0\.1:\d+\/postgres\.$/);
+    expect(there.stdout).toMatch(/^Copied 2 tasks \(1 attempt, \d+ workflow steps?\), 1 state, 1 version, 1 idempotency record and 0 history entries from .*mend\.sqlite to postgresql:\/\/mend@127\.0\.0\.1:\d+\/postgres\.$/);
 
     const onPg = await start(bank, { store: url });
     expect(await tasksOf(onPg)).toEqual(before);

@@ -5,7 +5,17 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, test } from "vitest";
-import { framesToKeep, isInternalFile, keepSourceMapWhile, prepareStackTrace, registeredMaps, registerSourceMap } from "../src/server/stacks.js";
+import {
+  framesToKeep,
+  hasSourceMap,
+  isInternalFile,
+  keepSourceMapsWhile,
+  keepSourceMapWhile,
+  prepareStackTrace,
+  registeredMaps,
+  registerSourceMap,
+  registerSourceMaps,
+} from "../src/server/stacks.js";
 
 const OWN = ["file:///app/node_modules/mend/dist/", "/app/node_modules/mend/dist/"];
 const internal = (f: string) => isInternalFile(f, OWN);
@@ -89,16 +99,17 @@ describe("mapping a bundle's frames", () => {
   });
 });
 
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc") as () => void;
+const collect = async () => {
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await sleep(10);
+  }
+};
+
 describe("how long a version's map is kept", () => {
   test("while its application lives, or while it is one of the last four; then it goes", async () => {
-    setFlagsFromString("--expose-gc");
-    const gc = runInNewContext("gc") as () => void;
-    const collect = async () => {
-      for (let i = 0; i < 3; i++) {
-        gc();
-        await sleep(10);
-      }
-    };
     const map = JSON.stringify({ version: 3, sources: ["a.ts"], names: [], mappings: "AAAA" });
     const held = () => registeredMaps().filter((u) => u.startsWith("file:///lifetime/")).map((u) => u.slice("file:///lifetime/".length));
     let apps: object[] = [];
@@ -117,5 +128,36 @@ describe("how long a version's map is kept", () => {
     registerSourceMap("file:///lifetime/next.mjs", map);
     expect(held()).toEqual(["v7.mjs", "v8.mjs", "v9.mjs", "next.mjs"]);
     expect(apps).toHaveLength(1);
+  });
+});
+
+describe("maps of versions made of one module per file", () => {
+  test("a file unchanged between versions shares its map, kept while any version that has it is held", async () => {
+    const map = JSON.stringify({ version: 3, sources: ["a.ts"], names: [], mappings: "AAAA" });
+    const base = "file:///shared/src/";
+    const held = () => registeredMaps().filter((u) => u.startsWith(base)).map((u) => u.slice(base.length));
+    let app1: object | undefined = {};
+    let app2: object | undefined = {};
+    registerSourceMaps("file:///shared/v1.json", [`${base}a.ts?1`, `${base}b.ts?1`], [[`${base}a.ts?1`, map], [`${base}b.ts?1`, map]]);
+    keepSourceMapsWhile("file:///shared/v1.json", [app1]);
+    // v2 changed b.ts only: a.ts's map is not read again.
+    expect(hasSourceMap(`${base}a.ts?1`)).toBe(true);
+    registerSourceMaps("file:///shared/v2.json", [`${base}a.ts?1`, `${base}b.ts?2`], [[`${base}b.ts?2`, map]]);
+    keepSourceMapsWhile("file:///shared/v2.json", [app2]);
+    // Four later versions: v1 and v2 stay only for their applications.
+    for (let v = 3; v <= 6; v++) registerSourceMaps(`file:///shared/v${v}.json`, [`${base}c.ts?${v}`], [[`${base}c.ts?${v}`, map]]);
+    expect(held()).toEqual(["a.ts?1", "b.ts?1", "b.ts?2", "c.ts?3", "c.ts?4", "c.ts?5", "c.ts?6"]);
+
+    app1 = undefined;
+    await collect();
+    registerSourceMaps("file:///shared/v7.json", [`${base}c.ts?7`], [[`${base}c.ts?7`, map]]);
+    // a.ts's map is v2's too.
+    expect(held()).toEqual(["a.ts?1", "b.ts?2", "c.ts?4", "c.ts?5", "c.ts?6", "c.ts?7"]);
+
+    app2 = undefined;
+    await collect();
+    registerSourceMaps("file:///shared/v8.json", [`${base}c.ts?8`], [[`${base}c.ts?8`, map]]);
+    expect(held()).toEqual(["c.ts?5", "c.ts?6", "c.ts?7", "c.ts?8"]);
+    expect([app1, app2]).toEqual([undefined, undefined]);
   });
 });

@@ -25,6 +25,8 @@ export interface ServeOptions {
   allowedHost: string[];
   allowedOrigin: string[];
   maxConnections?: number;
+  editorUrl?: string;
+  concurrency?: number;
   logFormat: LogFormat;
   store?: string;
   leaseMs?: number;
@@ -86,6 +88,8 @@ export function registerServe(program: Command): void {
     .option("--allowed-host <name>", "also accept requests whose Host is this name; '.example.com' accepts its subdomains (repeatable)", collect, [])
     .option("--allowed-origin <origin>", "accept cross-origin browser requests from this origin, e.g. https://app.example (repeatable)", collect, [])
     .option("--max-connections <n>", "close connections beyond this many (default 1024)", parseCount)
+    .option("--editor-url <template>", "the dashboard's link of a stack frame: {file}, {line}, {column} (default vscode://file/{file}:{line}:{column})")
+    .option("--concurrency <n>", "at most this many task attempts at once (default 256)", parseCount)
     .addOption(new Option("--log-format <format>", "how failing attempts are logged to stderr: text, or JSON lines for log collectors").choices(["text", "json"]).default("text"))
     .addOption(
       new Option("--store <url>", "keep state and tasks in PostgreSQL (postgresql://user@host/db) instead of <state-directory>/.mend/<name>/mend.sqlite; every server started on it shares the work")
@@ -113,7 +117,7 @@ export function registerServe(program: Command): void {
       });
       try {
         const store: RuntimeOptions = o.store === undefined ? { directory } : { store: o.store, ...(o.leaseMs === undefined ? {} : { leaseMs: o.leaseMs }) };
-        runtime = await Runtime.start(await loadApp(await build(o.application, buildDir)), store);
+        runtime = await Runtime.start(await loadApp(await build(o.application, buildDir)), { ...store, ...(o.concurrency ? { concurrency: o.concurrency } : {}) });
         logTasks(runtime, o.logFormat);
         server = await startServer(runtime, {
           host: o.host,
@@ -122,6 +126,7 @@ export function registerServe(program: Command): void {
           allowedHosts: o.allowedHost,
           allowedOrigins: o.allowedOrigin,
           maxConnections: o.maxConnections,
+          editorUrl: o.editorUrl,
         });
       } catch (e) {
         await runtime?.stop();
@@ -131,6 +136,7 @@ export function registerServe(program: Command): void {
       }
       console.log(`mend: serving ${o.name} at ${server.url}`);
       if (o.port === 0) console.log(applicationUrlExportLine(server.url));
+      console.log(`mend: dashboard at ${server.url}/__/`);
     });
 }
 

@@ -19,7 +19,7 @@ export function registerStoreCommands(program: Command): void {
       const count = (k: number, one: string, many = `${one}s`) => `${k.toLocaleString("en-US")} ${k === 1 ? one : many}`;
       console.log(
         `Copied ${count(n.tasks, "task")} (${count(n.attempts, "attempt")}, ${count(n.memos, "workflow step")}), ${count(n.states, "state")}, ` +
-          `${count(n.versions, "version")} and ${count(n.idempotency, "idempotency record")} from ${named(o.from)} to ${named(o.to)}.`,
+          `${count(n.versions, "version")}, ${count(n.idempotency, "idempotency record")} and ${count(n.task_history, "history entry", "history entries")} from ${named(o.from)} to ${named(o.to)}.`,
       );
     });
 }

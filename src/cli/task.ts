@@ -6,6 +6,7 @@ import { APPLICATION_URL_VARIABLE, DEFAULT_APPLICATION_URL } from "./application
 import { parseCount, parseSeconds } from "./options.js";
 import { parseTaskRef, TASK_ID_FORMS, type TaskRef } from "./task-ref.js";
 import { renderTask, renderTaskList, stateOf, type CutValues, type SummaryJson, type TaskJson } from "./task-view.js";
+import { renderHistory, renderSteps, rerunDone, type HistoryJson, type StepJson } from "./task-steps.js";
 
 const STATUSES = ["SCHEDULED", "STARTED", "SCHEDULED_RETRY", "SCHEDULED_ITERATION", "COMPLETED", "ABORTED", "CANCELLED"];
 /** How often `list --watch` asks for the list again. */
@@ -29,8 +30,8 @@ function connection(cmd: Command): Command {
 }
 
 /** The task a person named, found on the server (which resolves a start of a uuid), checked against the state they gave. */
-async function findTask(http: HttpClient, ref: TaskRef, full = false): Promise<{ task: TaskJson; attempts: AttemptInfo[]; cut?: CutValues }> {
-  const shown = await http.ok<{ task: TaskJson; attempts: AttemptInfo[]; cut?: CutValues }>("GET", `/v1/tasks/${ref.uuid}${full ? "?full=true" : ""}`);
+async function findTask(http: HttpClient, ref: TaskRef, full = false): Promise<{ task: TaskJson; attempts: AttemptInfo[]; history?: HistoryJson[]; cut?: CutValues }> {
+  const shown = await http.ok<{ task: TaskJson; attempts: AttemptInfo[]; history?: HistoryJson[]; cut?: CutValues }>("GET", `/v1/tasks/${ref.uuid}${full ? "?full=true" : ""}`);
   const found = shown.task.taskId;
   if ((ref.stateType !== undefined && found.stateType !== ref.stateType) || (ref.stateId !== undefined && found.stateId !== ref.stateId)) {
     const given = stateOf({ stateType: ref.stateType ?? found.stateType, stateId: ref.stateId ?? found.stateId });
@@ -138,9 +139,12 @@ export function registerTaskCommands(program: Command): void {
     .option("--full", "print large values whole instead of cutting them")
     .option("--json", "print JSON")
     .action(async (id: string, o: Connection & { json?: boolean; full?: boolean }) => {
-      const shown = await findTask(client(o), parseTaskRef(id), o.full);
-      if (o.json) return void console.log(JSON.stringify(shown, null, 2));
-      console.log(renderTask(shown.task, shown.attempts, Date.now(), shown.cut, o.full));
+      const http = client(o);
+      const shown = await findTask(http, parseTaskRef(id), o.full);
+      const { steps } = await http.ok<{ steps: StepJson[] }>("GET", `/v1/tasks/${shown.task.taskId.taskUuid}/steps`);
+      if (o.json) return void console.log(JSON.stringify({ ...shown, steps }, null, 2));
+      const more = [renderSteps(steps), renderHistory(shown.history ?? [])].filter(Boolean);
+      console.log([renderTask(shown.task, shown.attempts, Date.now(), shown.cut, o.full), ...more].join("\n\n"));
     });
 
   connection(task.command("cancel"))
@@ -157,6 +161,28 @@ export function registerTaskCommands(program: Command): void {
       const http = client(o);
       const { task: found } = await findTask(http, ref);
       await act(http, `/v1/tasks/${found.taskId.taskUuid}/cancel`, "Task cancelled.");
+    });
+
+  connection(task.command("rerun"))
+    .description("rerun a workflow task from one of its recorded steps (mend task show lists them): that step and the ones after it are forgotten, and the task runs now")
+    .argument("<task-id>", TASK_ID_FORMS)
+    .requiredOption("--from-step <alias>", "the alias of the first step to run again")
+    .action(async (id: string, o: Connection & { fromStep: string }) => {
+      const http = client(o);
+      const { task: found } = await findTask(http, parseTaskRef(id));
+      const { status, body } = await http.request<{ forgotten: string[]; spawns: string[]; loop?: { alias: string; iteration: number } }>(
+        "POST",
+        `/v1/tasks/${found.taskId.taskUuid}/rerun`,
+        { fromStep: o.fromStep, by: "cli" },
+      );
+      if (status === 409 || status === 404) {
+        // Nothing done, and why: a finished or running task, an atMostOnce step, a step it does not have.
+        console.log(body.error?.message ?? "Nothing to rerun.");
+        process.exitCode = 1;
+        return;
+      }
+      if (status >= 400) throw errorFrom(status, body);
+      console.log(rerunDone(o.fromStep, body));
     });
 
   connection(task.command("retry"))

@@ -4,7 +4,7 @@ import { Cancelled, coerceError, DeadlineExceeded, MendError, TaskNotFound } fro
 import { dueTime, TaskId, type When } from "../api/task-id.js";
 import { TaskLost } from "../store/pg-writes.js";
 import { FINISHED, type TaskRow } from "../store/statements.js";
-import type { ClaimedTask, SharedStore, Store, StoreWriter, TaskKey } from "../store/store.js";
+import type { ClaimedTask, RetryAlso, SharedStore, Store, StoreWriter, TaskKey } from "../store/store.js";
 import { Claimer } from "./claimer.js";
 import { retryDelay, type RetryPolicy } from "./backoff.js";
 import { storedJsonOf, type EffectValidationEvent, type Executor, type NewTask, type TaskHost } from "./executor.js";
@@ -39,6 +39,12 @@ export interface EngineEvents {
   "store:error": [{ error: unknown }];
   /** A method ran twice under effect validation (RuntimeOptions.effectValidation). */
   "effect-validation": [EffectValidationEvent];
+  // Emitted only while someone listens (the dashboard's event stream): the task path does not pay for them otherwise.
+  "task:created": [{ taskId: TaskId; method: string; dueAt: number; parentUuid: string | null }];
+  "task:retried": [{ taskId: TaskId }];
+  "task:rerun": [{ taskId: TaskId; fromStep: string; forgotten: string[]; by: string }];
+  "state:written": [{ stateType: string; stateId: string }];
+  "version:loaded": [{ version: string; retrying: number }];
 }
 
 /**
@@ -259,7 +265,13 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
 
   // --- TaskHost -------------------------------------------------------------
 
+  written(writes: readonly { type: string; id: string }[]): void {
+    if (this.listenerCount("state:written") > 0) for (const w of writes) this.#emit("state:written", { stateType: w.type, stateId: w.id });
+  }
+
   created(tasks: readonly NewTask[]): void {
+    if (this.listenerCount("task:created") > 0)
+      for (const t of tasks) this.#emit("task:created", { taskId: idOf(t), method: t.method, dueAt: t.dueAt, parentUuid: t.parentUuid });
     if (this.#claimer) {
       for (const t of tasks) this.#claimer.hint(t.dueAt);
       return;
@@ -386,16 +398,18 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   }
 
   /** Runs a scheduled or failing task now, its backoff reset. False if it is running or finished. */
-  async retryNow(uuid: string): Promise<boolean> {
+  async retryNow(uuid: string, also?: RetryAlso): Promise<boolean> {
     if (this.#running.has(uuid) || this.#backlogged.has(uuid)) return false;
     const now = Date.now();
     let changed = false;
-    await this.store.commit((w) => w.retryTask(uuid, now, (c) => (changed = c)));
+    // `also` commits with the retry, only if it retries the task in the attempt it was read at (a rerun's forgetting of steps).
+    await this.store.commit((w) => w.retryTask(uuid, now, (c) => (changed = c), also));
     const row = await this.store.getTask(uuid);
     if (!row) throw new TaskNotFound(uuid);
     if (!changed) return false;
     if (this.#claimer) this.#claimer.poke();
     else if (!this.#running.has(uuid)) this.#window!.offer(fromRow(row, now));
+    if (this.listenerCount("task:retried") > 0) this.#emit("task:retried", { taskId: idOf(fromRow(row, now)) });
     return true;
   }
 

@@ -133,6 +133,8 @@ export interface TaskHost {
    * before it goes on.
    */
   idle<T>(taskUuid: string, until: Promise<T>): Promise<T>;
+  /** State instances whose writes are now durable (told to whoever listens for state:written). */
+  written?(writes: readonly { type: string; id: string }[]): void;
 }
 
 /** Which kinds of method each kind of caller may call directly. */
@@ -616,6 +618,7 @@ export class Executor {
       () => {
         for (const d of done) d();
         letGo();
+        if (writes.length > 0) this.host.written?.(writes);
         if (effects.tasks.length > 0) this.host.created(effects.tasks);
       },
       (e: unknown) => {

@@ -20,6 +20,7 @@ import { describeState, States } from "./states.js";
 import { DEFAULT_WINDOW, type WindowOptions } from "./window.js";
 import { catchStrayErrors, runOwned } from "./stray.js";
 import { CodeVersion, type ResolvedMethod } from "./version.js";
+import { Inspector, type RerunBy, type RerunResult } from "./inspector.js";
 
 export interface RuntimeOptions {
   /**
@@ -86,6 +87,8 @@ export interface TaskInfo {
   lastError: string | null;
   /** Iterations done by the task's latest loop (see `ctx.loop()`). */
   iteration: number;
+  /** The task whose attempt spawned or scheduled it (null for none; always set by the runtime). */
+  parentUuid?: string | null;
   request: unknown;
   response?: unknown;
   error?: unknown;
@@ -199,7 +202,11 @@ export class Runtime {
       onEffectValidation: (event) => this.#engine.emit("effect-validation", event),
     });
     this.#outside = new Outside(store, this.#executor, this.#engine, maxValueBytes);
+    this.inspector = new Inspector(store, this.#engine);
   }
+
+  /** @internal The dashboard's reads of the store, and rerunning a workflow from a step. */
+  readonly inspector: Inspector;
 
   /** Opens the store (creating it if needed), loads the application and resumes every unfinished task. */
   static async start(application: Application, options: RuntimeOptions = {}): Promise<Runtime> {
@@ -290,7 +297,9 @@ export class Runtime {
   async load(application: Application, version?: string): Promise<{ version: string; retrying: TaskId[] }> {
     if (!Application.is(application)) throw new MendError("INVALID_APPLICATION", "load() needs an Application.");
     const v = await this.#newVersion(application, version);
-    return { version: v.id, retrying: await this.#engine.load(v) };
+    const retrying = await this.#engine.load(v);
+    if (this.#engine.listenerCount("version:loaded") > 0) this.#engine.emit("version:loaded", { version: v.id, retrying: retrying.length });
+    return { version: v.id, retrying };
   }
 
   on<K extends keyof EngineEvents>(event: K, listener: (...args: EngineEvents[K]) => void): () => void {
@@ -394,6 +403,16 @@ export class Runtime {
     return this.#engine.retryNow(taskUuid);
   }
 
+  /**
+   * Reruns a workflow task from one of its recorded steps: that step and every step recorded
+   * after it (or inside it) are forgotten, so that the next attempt, due now, runs them again
+   * while the steps before keep their values. Refused (a MendError saying why) for a task
+   * that is running or finished, an unknown step, and an atMostOnce step that started.
+   */
+  rerun(taskUuid: string, fromStep: string, by: RerunBy = "api"): Promise<RerunResult> {
+    return this.inspector.rerun(taskUuid, fromStep, by);
+  }
+
   /** A task and every attempt it made. */
   async getTask(taskUuid: string): Promise<{ task: TaskInfo; attempts: AttemptInfo[] }> {
     const row = await this.#store.getTask(taskUuid);
@@ -457,6 +476,7 @@ function taskInfo(row: TaskRow & { rowid: number }): TaskInfo {
     attempts: row.attempts,
     lastError: row.last_error,
     iteration: row.iteration,
+    parentUuid: row.parent_uuid,
     request: JSON.parse(row.request),
     ...(row.response !== null ? { response: JSON.parse(row.response) } : {}),
     ...(row.error !== null ? { error: JSON.parse(row.error) } : {}),
@@ -476,6 +496,7 @@ function taskSummary(row: TaskListRow, shortUuid: string): TaskSummary {
     attempts: row.attempts,
     lastError: row.last_error,
     iteration: row.iteration,
+    parentUuid: row.parent_uuid,
     request: { bytes: row.request_bytes, preview: row.request_preview },
     ...(row.response_bytes !== null ? { response: { bytes: row.response_bytes, preview: row.response_preview ?? "" } } : {}),
     ...(row.error_bytes !== null ? { error: { bytes: row.error_bytes, preview: row.error_preview ?? "" } } : {}),

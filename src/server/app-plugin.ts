@@ -1,6 +1,7 @@
-// The esbuild plugin that makes an app's bundle behave as its modules do under Node:
-// each file keeps its own `import.meta`, packages are loaded by Node from where the file
-// that imports them would find them, and `mend`/`zod` are the runtime's own copies.
+// The esbuild plugins that make an app's build behave as its modules do under Node:
+// packages are loaded by Node from where the file that imports them would find them,
+// `mend`/`zod` are the runtime's own copies, and (in a bundle) each file keeps its own
+// `import.meta`.
 import type { Plugin } from "esbuild";
 import { readFileSync } from "node:fs";
 import { isBuiltin } from "node:module";
@@ -38,13 +39,30 @@ export function isPackageFile(path: string): boolean {
 
 const RESOLVING = Symbol("mend.resolving");
 
-export function appPlugin(): Plugin {
+/** The key under which packagesPlugin records where `specifier`, imported by `importer` (a path), goes. */
+export function packageKey(importer: string, specifier: string): string {
+  return `${importer}\0${specifier}`;
+}
+
+/**
+ * Where the app's bare imports go. `mend`, `zod` and `zod/v4` are the runtime's own
+ * copies; builtins stay as they are; a package file is imported by Node from its URL;
+ * anything else (tsconfig paths, a linked workspace package) is the app's own code.
+ *
+ * In a bundle, a shared module is a module that reads the runtime's copy from the loader
+ * global, and a package import is rewritten to the file's URL. Given `packages` (the dev
+ * graph build, whose output is not run), imports are left as written and each package
+ * file's URL is recorded there, under packageKey, at every build.
+ */
+export function packagesPlugin(packages?: Map<string, string>): Plugin {
   return {
-    name: "mend-app",
+    name: "mend-packages",
     setup(build) {
+      build.onStart(() => packages?.clear());
       build.onResolve({ filter: /^[^./]/ }, async (args) => {
         if ((args.pluginData as { [RESOLVING]?: true } | undefined)?.[RESOLVING]) return undefined;
-        if (Object.hasOwn(SHARED_MODULES, args.path)) return { path: args.path, namespace: "mend-shared" };
+        if (Object.hasOwn(SHARED_MODULES, args.path))
+          return packages ? { path: args.path, external: true } : { path: args.path, namespace: "mend-shared" };
         if (isBuiltin(args.path)) return { path: args.path, external: true };
         if (args.kind === "require-call" || args.kind === "require-resolve") return { path: args.path, external: true };
         const found = await build.resolve(args.path, {
@@ -55,14 +73,26 @@ export function appPlugin(): Plugin {
         });
         if (found.errors.length > 0) return { errors: found.errors };
         if (found.external) return { path: found.path, external: true };
-        // A package file is imported by its URL, so that it is found wherever the bundle lies.
-        if (isPackageFile(found.path)) return { path: pathToFileURL(found.path).href, external: true };
-        // Anything else (tsconfig paths, a linked workspace package) is bundled as the app's own code.
-        return undefined;
+        if (!isPackageFile(found.path)) return undefined;
+        // A package file is imported by its URL, so that it is found wherever the build lies.
+        const url = pathToFileURL(found.path).href;
+        if (!packages) return { path: url, external: true };
+        packages.set(packageKey(args.importer, args.path), url);
+        return { path: args.path, external: true };
       });
 
-      build.onLoad({ filter: /.*/, namespace: "mend-shared" }, (args) => ({ contents: sharedModuleSource(args.path), loader: "js" }));
+      if (!packages) build.onLoad({ filter: /.*/, namespace: "mend-shared" }, (args) => ({ contents: sharedModuleSource(args.path), loader: "js" }));
+    },
+  };
+}
 
+/** The plugin of a bundle (`mend serve`): packages as above, and each file with its own `import.meta`. */
+export function appPlugin(): Plugin {
+  const packages = packagesPlugin();
+  return {
+    name: "mend-app",
+    async setup(build) {
+      await packages.setup(build);
       // Synchronous reads: with 50 files, the thread pool's round trips cost more than the reads.
       build.onLoad({ filter: /\.[cm]?[jt]sx?$/ }, (args) => {
         if (isPackageFile(args.path)) return undefined;

@@ -108,10 +108,13 @@ export function checkRequest(
 }
 
 /** What a route does, as far as who may use it is concerned. */
-export type RouteName = "health" | "call" | "spawn" | "wait" | "list" | "show" | "cancel" | "retry";
+export type RouteName =
+  | "health" | "call" | "spawn" | "wait" | "list" | "show" | "cancel" | "retry"
+  // The dashboard: its page's files, its session (the token), the event stream, its reads, rerun from a step.
+  | "page" | "dashboard" | "events" | "inspect" | "rerun";
 
-/** Routes that act on tasks other than one's own: they need the admin secret whenever the server has one. */
-const ADMIN_ROUTES: ReadonlySet<RouteName> = new Set(["list", "show", "cancel", "retry"]);
+/** Routes that act on tasks other than one's own, or show them: they need the admin secret whenever the server has one. */
+const ADMIN_ROUTES: ReadonlySet<RouteName> = new Set(["list", "show", "cancel", "retry", "dashboard", "events", "inspect", "rerun"]);
 
 /**
  * Whether a route needs the admin secret. On loopback, the task-admin routes need it when
@@ -123,7 +126,8 @@ const ADMIN_ROUTES: ReadonlySet<RouteName> = new Set(["list", "show", "cancel", 
  * so it is made where http.ts `authorize()` has the parsed body.
  */
 export function needsAdminSecret(route: RouteName, options: { loopback: boolean; adminSecret?: string }): boolean {
-  if (!options.adminSecret || route === "health") return false;
+  // The page's own files hold no data (the same for every server): the page loads, then asks for the secret.
+  if (!options.adminSecret || route === "health" || route === "page") return false;
   return !options.loopback || ADMIN_ROUTES.has(route);
 }
 

@@ -12,6 +12,10 @@ import { bearerToken, checkRequest, hasAdminSecret, isAllowedOrigin, isLoopbackH
 import { errorAnswer, send } from "./answer.js";
 import { HttpError, readJson } from "./read-json.js";
 import { cancelRefusal, cutLargeValues, retryRefusal } from "./task-answers.js";
+import { DashboardPage, DEFAULT_EDITOR_URL, editorUrlProblem, newToken, TOKEN_HEADER } from "./dashboard.js";
+import type { DevLoop } from "./dev-loop.js";
+import { EventHub } from "./events.js";
+import { dashboardRoutes, requireToken, type RouteContext } from "./inspect-routes.js";
 
 export interface ServerOptions {
   /** @defaultValue "127.0.0.1" */
@@ -38,6 +42,13 @@ export interface ServerOptions {
   headersTimeoutMs?: number;
   /** A request's body must arrive within this time after its headers. @defaultValue 30 s */
   bodyTimeoutMs?: number;
+  /**
+   * The link of a stack frame on the dashboard (`/__/`): `{file}`, `{line}` and `{column}` are
+   * replaced, e.g. `idea://open?file={file}&line={line}`. @defaultValue "vscode://file/{file}:{line}:{column}"
+   */
+  editorUrl?: string;
+  /** @internal What `mend dev run` did (builds, versions, restarts), for the dashboard. */
+  devLoop?: DevLoop;
 }
 
 export interface RunningServer {
@@ -61,6 +72,8 @@ const When = z.union([
 const SpawnBody = CallBody.extend({ when: When.optional() });
 const ListQuery = z.object({
   status: z.enum(["SCHEDULED", "STARTED", "SCHEDULED_RETRY", "SCHEDULED_ITERATION", "COMPLETED", "ABORTED", "CANCELLED"]).optional(),
+  parent: z.string().optional(),
+  text: z.string().max(1000).optional(),
   stateType: z.string().optional(),
   stateId: z.string().optional(),
   method: z.string().optional(),
@@ -95,6 +108,13 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
   const maxConnections = options.maxConnections ?? 1024;
   for (const [key, value] of Object.entries({ headersTimeoutMs: headersTimeout, bodyTimeoutMs: bodyTimeout, maxConnections }))
     if (!Number.isSafeInteger(value) || value < 1) throw new MendError("INVALID_OPTION", `${key} must be an integer >= 1, got ${String(value)}.`);
+
+  const editorUrl = options.editorUrl ?? DEFAULT_EDITOR_URL;
+  const editorProblem = editorUrlProblem(editorUrl);
+  if (editorProblem) throw new MendError("INVALID_OPTION", editorProblem);
+  const token = newToken();
+  const events = new EventHub(runtime, options.devLoop ? [options.devLoop] : []);
+  const dashboard = { token, page: new DashboardPage(), events, editorUrl, loopback, devLoop: options.devLoop, startedAt: Date.now() };
 
   const hasSecret = (req: IncomingMessage) => !!options.adminSecret && hasAdminSecret(req.headers.authorization, options.adminSecret);
 
@@ -175,17 +195,18 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     }
     if (at("/v1/tasks", "GET")) {
       await authorize(req, "list");
-      const query = parse(ListQuery, Object.fromEntries(url.searchParams), "query");
-      const tasks = await runtime.listTasks(query);
+      const { parent, ...query } = parse(ListQuery, Object.fromEntries(url.searchParams), "query");
+      const tasks = await runtime.listTasks({ ...query, ...(parent !== undefined ? { parentUuid: parent } : {}) });
       return send(res, 200, { tasks: tasks.map(summaryJson), next: tasks.length === query.limit ? tasks.at(-1)!.cursor : null });
     }
     if (at("/v1/tasks/:id", "GET")) {
       await authorize(req, "show");
       const { task, attempts } = await findTask(parts[2]!);
+      const history = await runtime.inspector.history(task.taskId.taskUuid);
       const full = url.searchParams.get("full");
-      if (full === "true" || full === "1") return send(res, 200, { task: taskJson(task), attempts });
+      if (full === "true" || full === "1") return send(res, 200, { task: taskJson(task), attempts, history });
       const { task: shown, cut } = cutLargeValues(task);
-      return send(res, 200, { task: taskJson(shown), attempts, ...(cut ? { cut } : {}) });
+      return send(res, 200, { task: taskJson(shown), attempts, history, ...(cut ? { cut } : {}) });
     }
     if (at("/v1/tasks/:id/wait", "GET")) {
       const { task } = await findTask(parts[2]!);
@@ -209,6 +230,7 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     }
     if (at("/v1/tasks/:id/cancel", "POST")) {
       await authorize(req, "cancel");
+      requireToken(req, token);
       const { task } = await findTask(parts[2]!);
       const uuid = task.taskId.taskUuid;
       const refused = cancelRefusal(task) ?? ((await runtime.cancel(uuid)) ? undefined : cancelRefusal((await runtime.getTask(uuid)).task));
@@ -217,6 +239,7 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     }
     if (at("/v1/tasks/:id/retry", "POST")) {
       await authorize(req, "retry");
+      requireToken(req, token);
       const { task } = await findTask(parts[2]!);
       const uuid = task.taskId.taskUuid;
       const refused =
@@ -225,6 +248,13 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
       if (refused) throw new HttpError(refused.status, refused.code, refused.message);
       return send(res, 200, { retrying: true });
     }
+    const context: RouteContext = {
+      req, res, url, parts, at,
+      authorize: async (r) => void (await authorize(req, r)),
+      body: () => readJson(req, limit, bodyTimeout),
+      taskUuid: (part) => runtime.resolveTaskUuid(decodeURIComponentSafe(part)),
+    };
+    if (await dashboardRoutes(runtime, dashboard, context)) return;
     if (verbs.length > 0) throw new HttpError(405, "METHOD_NOT_ALLOWED", `${url.pathname} takes ${verbs.join(" or ")}, not ${method}.`);
     throw new HttpError(404, "NOT_FOUND", `No route ${method} ${url.pathname}.`);
   }
@@ -248,7 +278,7 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
         if (req.method === "OPTIONS") {
           res.writeHead(204, {
             "access-control-allow-methods": "GET, POST",
-            "access-control-allow-headers": "authorization, content-type",
+            "access-control-allow-headers": `authorization, content-type, last-event-id, ${TOKEN_HEADER}`,
             "access-control-max-age": "600",
           });
           return void res.end();
@@ -291,6 +321,7 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     url: `http://${shown}:${address.port}`,
     close: () =>
       new Promise((resolve) => {
+        events.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

@@ -1,8 +1,9 @@
 // Stack traces of processes that load apps (`mend serve`, the runtime of `mend dev run`):
-// frames of a loaded bundle are mapped to the `.ts` lines through the bundle's source map,
-// held here as long as that version's code can run (Node's own cache drops a map when it
-// drops the module object, and knows nothing of vm modules); mend's own frames are left
-// out so that the user's callers fit; and more frames are kept than V8's 10.
+// frames of a loaded version (a bundle, or one module per source file) are mapped to the
+// `.ts` lines through its source maps, held here as long as that version's code can run
+// (Node's own cache drops a map when it drops the module object, and knows nothing of vm
+// modules); mend's own frames are left out so that the user's callers fit; and more
+// frames are kept than V8's 10.
 import { findSourceMap, SourceMap } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -18,20 +19,30 @@ interface Entry {
   map?: SourceMap | null;
 }
 
+/** A version's maps: one per module of the version (one for a bundle), held together. */
+interface Group {
+  urls: readonly string[];
+  anchors: number;
+}
+
 const entries = new Map<string, Entry>();
+const groups = new Map<string, Group>();
 const recent: string[] = [];
-const anchorsAlive = new Map<string, number>();
-const finalizer = new FinalizationRegistry<string>((url) => {
-  const left = (anchorsAlive.get(url) ?? 1) - 1;
-  if (left > 0) anchorsAlive.set(url, left);
-  else {
-    anchorsAlive.delete(url);
-    prune();
-  }
+const finalizer = new FinalizationRegistry<string>((key) => {
+  const group = groups.get(key);
+  if (!group) return;
+  group.anchors--;
+  if (group.anchors <= 0) prune();
 });
 
+/** Drops the groups no longer recent nor anchored, and every map that no group left holds. */
 function prune(): void {
-  for (const url of entries.keys()) if (!anchorsAlive.has(url) && !recent.includes(url)) entries.delete(url);
+  const live = new Set<string>();
+  for (const [key, group] of groups) {
+    if (group.anchors > 0 || recent.includes(key)) for (const url of group.urls) live.add(url);
+    else groups.delete(key);
+  }
+  for (const url of entries.keys()) if (!live.has(url)) entries.delete(url);
 }
 
 /** A path or file URL as a URL, the form V8 names ES modules by. */
@@ -40,30 +51,50 @@ function toUrl(file: string): string {
 }
 
 /**
- * Maps frames of `bundle` (its path or URL) through `mapText`. The map stays while it is
- * one of the last few registered, or while keepSourceMapWhile's anchors live.
+ * Maps the frames of a version's modules. `urls` names every module of the version (as
+ * V8 names their frames); `maps` gives the text of each map not registered yet (a module
+ * unchanged since an earlier version shares that version's map). The maps stay while the
+ * version is one of the last few registered, or while keepSourceMapsWhile's anchors live.
  */
-export function registerSourceMap(bundle: string, mapText: string): void {
-  const url = toUrl(bundle);
-  entries.set(url, { url, text: mapText });
-  recent.push(url);
+export function registerSourceMaps(version: string, urls: readonly string[], maps: Iterable<readonly [url: string, text: string]>): void {
+  for (const [url, text] of maps) entries.set(url, { url, text });
+  groups.set(version, { urls, anchors: groups.get(version)?.anchors ?? 0 });
+  const at = recent.indexOf(version);
+  if (at >= 0) recent.splice(at, 1);
+  recent.push(version);
   if (recent.length > RECENT) recent.shift();
   prune();
 }
 
+/** Maps frames of `bundle` (its path or URL) through `mapText`: a version of one module. */
+export function registerSourceMap(bundle: string, mapText: string): void {
+  const url = toUrl(bundle);
+  registerSourceMaps(url, [url], [[url, mapText]]);
+}
+
 /**
- * Keeps the map of `bundle` for as long as any of `anchors` (the loaded version's
+ * Keeps the maps of `version` for as long as any of `anchors` (the loaded version's
  * Application and method implementations, which the runtime holds while the version can
  * run) is alive.
  */
-export function keepSourceMapWhile(bundle: string, anchors: readonly object[]): void {
-  const url = toUrl(bundle);
-  if (!entries.has(url) || anchors.length === 0) return;
-  anchorsAlive.set(url, (anchorsAlive.get(url) ?? 0) + anchors.length);
-  for (const anchor of anchors) finalizer.register(anchor, url);
+export function keepSourceMapsWhile(version: string, anchors: readonly object[]): void {
+  const group = groups.get(version);
+  if (!group || anchors.length === 0) return;
+  group.anchors += anchors.length;
+  for (const anchor of anchors) finalizer.register(anchor, version);
 }
 
-/** The bundles whose maps are held now. */
+/** keepSourceMapsWhile for a bundle registered with registerSourceMap. */
+export function keepSourceMapWhile(bundle: string, anchors: readonly object[]): void {
+  keepSourceMapsWhile(toUrl(bundle), anchors);
+}
+
+/** Whether frames of `url` are mapped now (its map need not be read again). */
+export function hasSourceMap(url: string): boolean {
+  return entries.has(url);
+}
+
+/** The modules whose maps are held now. */
 export function registeredMaps(): string[] {
   return [...entries.keys()];
 }

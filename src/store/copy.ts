@@ -13,6 +13,8 @@ export interface CopyCounts {
   memos: number;
   versions: number;
   idempotency: number;
+  /** What operators did to tasks (a rerun from a step). */
+  task_history: number;
 }
 
 type Row = Record<string, unknown>;
@@ -31,15 +33,16 @@ const TABLES: { name: keyof CopyCounts; columns: string[]; order: { sqlite: stri
     order: { sqlite: "task_uuid, number", pg: "task_uuid, number" },
   },
   { name: "states", columns: ["state_type", "state_id", "state"], order: { sqlite: "state_type, state_id", pg: "state_type, state_id" } },
-  { name: "memos", columns: ["task_uuid", "alias", "kind", "step", "status", "value", "updated_at"], order: { sqlite: "task_uuid, alias", pg: "task_uuid, alias" } },
+  { name: "memos", columns: ["task_uuid", "alias", "kind", "step", "status", "value", "updated_at", "seq"], order: { sqlite: "task_uuid, alias", pg: "task_uuid, alias" } },
   { name: "versions", columns: ["number", "loaded_at", "changed", "build_ms", "load_ms"], order: { sqlite: "number", pg: "number" } },
   { name: "idempotency", columns: ["seed", "alias", "kind", "step", "request", "status", "value", "created_at"], order: { sqlite: "seed, alias", pg: "seed, alias" } },
+  { name: "task_history", columns: ["task_uuid", "at", "action", "by", "detail"], order: { sqlite: "rowid", pg: "id" } },
 ];
 
 /** PostgreSQL column types, for the arrays a batch is inserted from. */
 const PG_TYPES: Record<string, string> = {
   due_at: "bigint", created_at: "bigint", updated_at: "bigint", attempts: "int", backoff_step: "int", iteration: "int",
-  number: "int", started_at: "bigint", ended_at: "bigint", loaded_at: "bigint", build_ms: "float8", load_ms: "float8", version_n: "bigint",
+  number: "int", started_at: "bigint", ended_at: "bigint", loaded_at: "bigint", build_ms: "float8", load_ms: "float8", seq: "int", at: "bigint",
 };
 
 const BATCH = 1000;
@@ -199,7 +202,7 @@ export async function copyStore(from: string, to: string): Promise<CopyCounts> {
   try {
     target = await open(to);
     if (!(await target.isEmpty())) throw new StoreError(`The store ${target.location} is not empty: a copy goes only into an empty store. It was left as it was.`);
-    const counts: CopyCounts = { tasks: 0, attempts: 0, states: 0, memos: 0, versions: 0, idempotency: 0 };
+    const counts: CopyCounts = { tasks: 0, attempts: 0, states: 0, memos: 0, versions: 0, idempotency: 0, task_history: 0 };
     for (const table of TABLES)
       for await (const rows of source.read(table)) {
         await target.write(table, rows);

@@ -100,6 +100,23 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (seed, alias)
   ) WITHOUT ROWID;
   `,
+  // 6: the dashboard. Each workflow step's place in the order its task first recorded them
+  // (rerunning from a step forgets the ones recorded at or after it; steps recorded before
+  // this column have none and sort first), a task's children by their parent, and what
+  // operators did to a task (a rerun from a step: who, when, which steps).
+  `
+  ALTER TABLE memos ADD COLUMN seq INTEGER;
+  CREATE INDEX memos_order ON memos (task_uuid, seq);
+  CREATE INDEX tasks_by_parent ON tasks (parent_uuid) WHERE parent_uuid IS NOT NULL;
+  CREATE TABLE task_history (
+    task_uuid TEXT NOT NULL REFERENCES tasks (uuid) ON DELETE CASCADE,
+    at        INTEGER NOT NULL,     -- ms since the epoch
+    action    TEXT NOT NULL,        -- rerun
+    by        TEXT NOT NULL,        -- who asked: dashboard, cli or api
+    detail    TEXT NOT NULL         -- JSON, e.g. { fromStep, forgotten: [aliases] }
+  );
+  CREATE INDEX task_history_by_task ON task_history (task_uuid);
+  `,
 ];
 
 /** 'mend' in ASCII: marks an SQLite file as a mend store. */

@@ -118,6 +118,23 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX instance_locks_by_owner ON instance_locks (owner);
   `,
+  // 2: the dashboard, as an SQLite store's migration 6: each step's place in the order its
+  // task first recorded them, a task's children by their parent, and what operators did to a
+  // task.
+  `
+  ALTER TABLE memos ADD COLUMN seq integer;
+  CREATE INDEX memos_order ON memos (task_uuid, seq);
+  CREATE INDEX tasks_by_parent ON tasks (parent_uuid) WHERE parent_uuid IS NOT NULL;
+  CREATE TABLE task_history (
+    id        bigserial PRIMARY KEY,
+    task_uuid text COLLATE "C" NOT NULL REFERENCES tasks (uuid) ON DELETE CASCADE,
+    at        bigint NOT NULL,
+    action    text NOT NULL,
+    by        text NOT NULL,
+    detail    text NOT NULL
+  );
+  CREATE INDEX task_history_by_task ON task_history (task_uuid);
+  `,
 ];
 
 /** 'mend' in ASCII: marks a PostgreSQL schema as a mend store (the same number as SQLite's application_id). */

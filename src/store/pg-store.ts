@@ -5,7 +5,8 @@ import { StoreError } from "./open.js";
 import { PgCommitQueue } from "./pg-commit-queue.js";
 import { describeUrl, loadPg, migratePg, poolConfig } from "./pg-open.js";
 import { PREVIEW_CHARS, PREVIEW_MAX_BYTES, type AttemptRow, type MemoRow, type TaskFilter, type TaskHeader, type TaskListRow, type TaskRow } from "./statements.js";
-import type { ClaimedTask, SharedNews, SharedStore, Store, StoreWriter, StoredState, TaskKey } from "./store.js";
+import { COUNT_CAP, type HistoryRow, type InstanceRow, type StepRow } from "./inspect-statements.js";
+import type { ClaimedTask, InspectReads, SharedNews, SharedStore, Store, StoreWriter, StoredState, TaskKey } from "./store.js";
 
 export interface PgStoreOptions {
   /** How long a claim or an instance lock lasts unless renewed. @defaultValue 10000 */
@@ -58,6 +59,7 @@ export class PgStore implements Store, SharedStore {
   readonly #channel: string;
   readonly #commits: PgCommitQueue;
   #synchronous: "FULL" | "OFF" = "FULL";
+  readonly inspect: InspectReads;
   #listener: Client | undefined;
   #news: SharedNews | undefined;
   #closed = false;
@@ -68,6 +70,42 @@ export class PgStore implements Store, SharedStore {
     this.leaseMs = leaseMs;
     this.#channel = `mend.${schema}`;
     this.#commits = new PgCommitQueue(pool, this.serverId, this.#channel);
+    const rows = <T>(name: string, text: string, values: unknown[]) => this.#rows<T>(name, text, values);
+    const count = async (name: string, text: string, value: string) => (await rows<{ n: number }>(name, text, [value]))[0]!.n;
+    this.inspect = {
+      listSteps: (uuid, maxBytes) =>
+        rows<StepRow>(
+          "mend.listSteps",
+          `SELECT alias, kind, step, status, octet_length(value) AS bytes,
+             CASE WHEN octet_length(value) <= $2 THEN value END AS value,
+             CASE WHEN octet_length(value) > $2 THEN substr(value, 1, 200) END AS preview, updated_at, seq
+           FROM memos WHERE task_uuid = $1 ORDER BY coalesce(seq, 0), updated_at, alias`,
+          [uuid, maxBytes],
+        ),
+      history: (uuid) => rows<HistoryRow>("mend.history", `SELECT at, action, by, detail FROM task_history WHERE task_uuid = $1 ORDER BY id`, [uuid]),
+      // The distinct state types, one index seek each.
+      stateTypes: async () =>
+        (
+          await rows<{ name: string }>(
+            "mend.stateTypes",
+            `WITH RECURSIVE t(name) AS (
+               SELECT min(state_type) FROM states
+               UNION ALL SELECT (SELECT min(state_type) FROM states WHERE state_type > t.name) FROM t WHERE t.name IS NOT NULL
+             ) SELECT name FROM t WHERE name IS NOT NULL`,
+            [],
+          )
+        ).map((r) => r.name),
+      countInstances: (type) => count("mend.countInstances", `SELECT count(*)::int AS n FROM (SELECT 1 FROM states WHERE state_type = $1 LIMIT ${COUNT_CAP + 1}) x`, type),
+      instances: (type, prefix, after, limit) =>
+        rows<InstanceRow>(
+          "mend.instances",
+          `SELECT state_id, octet_length(state) AS bytes, substr(state, 1, 120) AS preview FROM states
+           WHERE state_type = $1 AND state_id > $3 AND starts_with(state_id, $2) ORDER BY state_id LIMIT $4`,
+          [type, prefix, after, limit],
+        ),
+      countStatus: (status) => count("mend.countStatus", `SELECT count(*)::int AS n FROM (SELECT 1 FROM tasks WHERE status = $1 LIMIT ${COUNT_CAP + 1}) x`, status),
+      versions: (limit) => rows("mend.versions", `SELECT number, loaded_at, changed, build_ms, load_ms FROM versions ORDER BY number DESC LIMIT $1`, [limit]),
+    };
   }
 
   get shared(): SharedStore {
@@ -138,6 +176,13 @@ export class PgStore implements Store, SharedStore {
     if (filter.stateType) add("state_type =", filter.stateType);
     if (filter.stateId) add("state_id =", filter.stateId);
     if (filter.method) add("method =", filter.method);
+    if (filter.parentUuid) add("parent_uuid =", filter.parentUuid);
+    // Text matches a start of the uuid, or any part of the state id, the method or the last error.
+    if (filter.text) {
+      values.push(filter.text);
+      const n = `$${values.length}`;
+      where.push(`(starts_with(uuid, lower(${n})) OR strpos(state_id, ${n}) > 0 OR strpos(method, ${n}) > 0 OR strpos(last_error, ${n}) > 0)`);
+    }
     if (filter.before !== undefined) add("seq <", filter.before);
     values.push(filter.limit);
     const sql = `SELECT ${LIST_COLUMNS} FROM tasks ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT $${values.length}`;

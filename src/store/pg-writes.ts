@@ -3,14 +3,17 @@ import { MendError } from "../api/errors.js";
 import type { IdempotencyRow } from "./idempotency.js";
 import { fault } from "./faults.js";
 import { oneLine, type MemoRow, type TaskStatus, type VersionRow } from "./statements.js";
-import type { ErrorInfo, NewTaskRow, StoreWriter, TaskKey } from "./store.js";
+import type { ErrorInfo, NewTaskRow, RetryAlso, StoreWriter, TaskKey } from "./store.js";
 
 /** One write, as recorded when a commit is asked for and run when its group commits. */
 export type PgOp =
   | { k: "insert"; t: NewTaskRow }
   | { k: "end"; end: AttemptEnd }
   | { k: "cancel"; uuid: string; now: number; result: (changed: boolean) => void }
-  | { k: "retry"; uuid: string; now: number; result: ((changed: boolean) => void) | undefined }
+  | { k: "retry"; uuid: string; now: number; result: ((changed: boolean) => void) | undefined; also?: { attempts: number; ops: PgOp[] } }
+  | { k: "forget"; uuid: string; alias: string }
+  | { k: "loop"; uuid: string; alias: string; iteration: number }
+  | { k: "history"; h: { uuid: string; at: number; action: string; by: string; detail: string } }
   | { k: "retryFailing"; now: number; result: (rows: TaskKey[]) => void }
   | { k: "state"; type: string; id: string; json: string; basis: number; version: number }
   | { k: "check"; uuid: string; attempt: number }
@@ -73,8 +76,30 @@ export class Recorder implements StoreWriter {
     this.ops.push({ k: "cancel", uuid, now, result });
   }
 
-  retryTask(uuid: string, now: number, result?: (changed: boolean) => void): void {
-    this.ops.push({ k: "retry", uuid, now, result });
+  retryTask(uuid: string, now: number, result?: (changed: boolean) => void, also?: RetryAlso): void {
+    if (!also) return void this.ops.push({ k: "retry", uuid, now, result });
+    // The writes made with it, recorded now, run only if it retries the task.
+    const outer = this.ops;
+    this.ops = [];
+    try {
+      also.then(this);
+    } finally {
+      const ops = this.ops;
+      this.ops = outer;
+      this.ops.push({ k: "retry", uuid, now, result, also: { attempts: also.attempts, ops } });
+    }
+  }
+
+  forgetStep(uuid: string, alias: string): void {
+    this.ops.push({ k: "forget", uuid, alias });
+  }
+
+  setLoopIteration(uuid: string, alias: string, iteration: number): void {
+    this.ops.push({ k: "loop", uuid, alias, iteration });
+  }
+
+  addHistory(h: { uuid: string; at: number; action: string; by: string; detail: string }): void {
+    this.ops.push({ k: "history", h });
   }
 
   retryFailing(now: number, result: (rows: TaskKey[]) => void): void {
@@ -148,7 +173,7 @@ const PER_NOTE = 150;
  * owner and attempt), the rarer writes one by one in order, memos, records, and the
  * notification of what changed. Throws at the first write that fails or is refused.
  */
-export async function runWrites(client: PoolClient, groups: readonly PgOp[][], me: string, channel: string): Promise<void> {
+export async function runWrites(client: PoolClient, groups: readonly PgOp[][], me: string, channel: string, outer?: News): Promise<void> {
   const inserts: NewTaskRow[] = [];
   const states = new Map<string, Extract<PgOp, { k: "state" }>[]>();
   const ends: AttemptEnd[] = [];
@@ -282,14 +307,17 @@ export async function runWrites(client: PoolClient, groups: readonly PgOp[][], m
     }
   }
 
-  for (const op of singles) await runSingle(client, op, news);
+  for (const op of singles) await runSingle(client, op, news, me, channel);
 
   if (memos.size > 0) {
     for (let i = 0; i < memos.size; i++) fault("store.putMemo");
+    // A step keeps the place it was first recorded at (seq) when it is recorded again.
     await client.query({
       name: "mend.putMemos",
-      text: `INSERT INTO memos (task_uuid, alias, kind, step, status, value, updated_at)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+      text: `INSERT INTO memos (task_uuid, alias, kind, step, status, value, updated_at, seq)
+        SELECT x.u, x.a, x.k, x.s, x.st, x.v, x.n,
+          (SELECT coalesce(max(seq), 0) FROM memos m WHERE m.task_uuid = x.u) + row_number() OVER (PARTITION BY x.u ORDER BY x.o)
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) WITH ORDINALITY AS x(u, a, k, s, st, v, n, o)
         ON CONFLICT (task_uuid, alias) DO UPDATE SET kind = excluded.kind, step = excluded.step,
           status = excluded.status, value = excluded.value, updated_at = excluded.updated_at`,
       values: columns([...memos.values()], (m) => [m.task_uuid, m.alias, m.kind, m.step, m.status, m.value, m.now]),
@@ -306,12 +334,19 @@ export async function runWrites(client: PoolClient, groups: readonly PgOp[][], m
     });
   }
 
+  if (outer) {
+    // Writes made with a retry: what they change is told with the rest of the group.
+    outer.due = Math.min(outer.due, news.due);
+    outer.finished.push(...news.finished);
+    outer.cancelled.push(...news.cancelled);
+    return;
+  }
   const notes = notesOf(news);
   if (notes.length > 0)
     await client.query({ name: "mend.notify", text: "SELECT pg_notify($1, x) FROM unnest($2::text[]) AS x", values: [channel, notes] });
 }
 
-async function runSingle(client: PoolClient, op: PgOp, news: News): Promise<void> {
+async function runSingle(client: PoolClient, op: PgOp, news: News, me: string, channel: string): Promise<void> {
   switch (op.k) {
     case "cancel": {
       fault("store.cancelTask");
@@ -339,12 +374,33 @@ async function runSingle(client: PoolClient, op: PgOp, news: News): Promise<void
       const { rowCount } = await client.query({
         name: "mend.retryTask",
         text: `UPDATE tasks SET due_at = $2, backoff_step = 0, updated_at = $2
-          WHERE uuid = $1 AND status IN ('SCHEDULED', 'SCHEDULED_RETRY', 'SCHEDULED_ITERATION')`,
-        values: [op.uuid, op.now],
+          WHERE uuid = $1 AND status IN ('SCHEDULED', 'SCHEDULED_RETRY', 'SCHEDULED_ITERATION') AND ($3::int IS NULL OR attempts = $3)`,
+        values: [op.uuid, op.now, op.also?.attempts ?? null],
       });
       const changed = (rowCount ?? 0) > 0;
       if (changed && op.now < news.due) news.due = op.now;
+      if (changed && op.also) await runWrites(client, [op.also.ops], me, channel, news);
       op.result?.(changed);
+      return;
+    }
+    case "forget":
+      await client.query({ name: "mend.forgetStep", text: `DELETE FROM memos WHERE task_uuid = $1 AND alias = $2`, values: [op.uuid, op.alias] });
+      return;
+    case "loop":
+      await client.query({
+        name: "mend.setLoop",
+        text: `WITH m AS (UPDATE memos SET value = $3 WHERE task_uuid = $1 AND alias = $2 AND kind = 'loop')
+          UPDATE tasks SET iteration = $4 WHERE uuid = $1`,
+        values: [op.uuid, op.alias, JSON.stringify({ iteration: op.iteration }), op.iteration],
+      });
+      return;
+    case "history": {
+      const { h } = op;
+      await client.query({
+        name: "mend.addHistory",
+        text: `INSERT INTO task_history (task_uuid, at, action, by, detail) VALUES ($1, $2, $3, $4, $5)`,
+        values: [h.uuid, h.at, h.action, h.by, h.detail],
+      });
       return;
     }
     case "retryFailing": {

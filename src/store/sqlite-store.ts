@@ -1,10 +1,9 @@
 import type Database from "better-sqlite3";
 import { statSync, type Stats } from "node:fs";
 import { CommitQueue } from "./commit-queue.js";
-import { prepareIdempotency } from "./idempotency.js";
 import { openStore, releaseHolder, StoreError } from "./open.js";
 import { prepareStatements, type Statements, type TaskRow } from "./statements.js";
-import type { LocalStore, Store, StoreWriter, StoredState } from "./store.js";
+import type { InspectReads, LocalStore, Store, StoreWriter, StoredState } from "./store.js";
 
 const LEVELS = ["OFF", "NORMAL", "FULL", "EXTRA"] as const;
 
@@ -18,10 +17,10 @@ export class SqliteStore implements Store {
   readonly kind = "sqlite";
   readonly location: string;
   readonly local: LocalStore;
+  readonly inspect: InspectReads;
   readonly shared = undefined;
   readonly #db: Database.Database;
   readonly #sql: Statements;
-  readonly #records: ReturnType<typeof prepareIdempotency>;
   readonly #commits: CommitQueue<StoreWriter>;
   #closed = false;
 
@@ -29,10 +28,18 @@ export class SqliteStore implements Store {
     this.location = path;
     this.#db = openStore(path, options.synchronous ? { synchronous: options.synchronous } : {});
     this.#sql = prepareStatements(this.#db);
-    this.#records = prepareIdempotency(this.#db);
-    const writer: StoreWriter = { ...this.#sql.writer, putRecord: this.#records.putRecord };
-    this.#commits = new CommitQueue(this.#db, writer, { check: sameFile(path) });
+    this.#commits = new CommitQueue(this.#db, this.#sql.writer, { check: sameFile(path) });
     const sql = this.#sql;
+    const q = sql.inspect;
+    this.inspect = {
+      listSteps: async (uuid, maxBytes) => q.listSteps(uuid, maxBytes),
+      history: async (uuid) => q.history(uuid),
+      stateTypes: async () => q.stateTypes(),
+      countInstances: async (type) => q.countInstances(type),
+      instances: async (type, prefix, after, limit) => q.instances(type, prefix, after, limit),
+      countStatus: async (status) => q.countStatus(status),
+      versions: async (limit) => q.versions(limit),
+    };
     this.local = {
       dueTasks: (after, until, limit) => sql.dueTasks(after, until, limit),
       recover: (stoppedAt, park, now) => {
@@ -72,7 +79,7 @@ export class SqliteStore implements Store {
   }
 
   getRecord(seed: string, alias: string) {
-    return Promise.resolve(this.#records.getRecord(seed, alias));
+    return Promise.resolve(this.#sql.getRecord(seed, alias));
   }
 
   listTasks(filter: Parameters<Statements["listTasks"]>[0]) {

@@ -1,5 +1,7 @@
 import type Database from "better-sqlite3";
 import { fault } from "./faults.js";
+import { prepareIdempotency } from "./idempotency.js";
+import { prepareInspectStatements } from "./inspect-statements.js";
 import type { ErrorInfo, NewTaskRow, StoreWriter, TaskKey } from "./store.js";
 
 export type TaskStatus =
@@ -72,6 +74,10 @@ export interface TaskFilter {
   stateType?: string;
   stateId?: string;
   method?: string;
+  /** Only the children of this task. */
+  parentUuid?: string;
+  /** Only tasks whose uuid starts with it, or whose state id, method or last error contains it. */
+  text?: string;
   /** Tasks created before this rowid (paging, newest first). */
   before?: number;
   limit: number;
@@ -133,6 +139,9 @@ export function prepareStatements(db: Database.Database) {
     WHERE status = 'SCHEDULED_RETRY' RETURNING uuid, state_type, state_id`);
   const retryTask = s(`UPDATE tasks SET due_at = @now, backoff_step = 0, updated_at = @now
     WHERE uuid = @uuid AND status IN ('SCHEDULED', 'SCHEDULED_RETRY', 'SCHEDULED_ITERATION')`);
+  const retryTaskAt = s(`UPDATE tasks SET due_at = @now, backoff_step = 0, updated_at = @now
+    WHERE uuid = @uuid AND status IN ('SCHEDULED', 'SCHEDULED_RETRY', 'SCHEDULED_ITERATION') AND attempts = @attempts`);
+  const inspect = prepareInspectStatements(db);
   const interruptAttempts = s(`UPDATE attempts SET outcome = 'INTERRUPTED', ended_at = max(started_at, @now),
     error_message = 'The process stopped during this attempt.' WHERE ended_at IS NULL`);
   // Parks a task that was running (or is parked already) as one waiting for new code: a
@@ -145,8 +154,10 @@ export function prepareStatements(db: Database.Database) {
   const iterateTask = s(`UPDATE tasks SET status = 'SCHEDULED_ITERATION', due_at = @due_at, iteration = @iteration,
     backoff_step = 0, updated_at = @now WHERE uuid = @uuid`);
   const getMemo = s(`SELECT * FROM memos WHERE task_uuid = ? AND alias = ?`);
-  const putMemo = s(`INSERT INTO memos (task_uuid, alias, kind, step, status, value, updated_at)
-    VALUES (@task_uuid, @alias, @kind, @step, @status, @value, @now)
+  // A step keeps the place it was first recorded at (seq) when it is recorded again.
+  const putMemo = s(`INSERT INTO memos (task_uuid, alias, kind, step, status, value, updated_at, seq)
+    VALUES (@task_uuid, @alias, @kind, @step, @status, @value, @now,
+      (SELECT coalesce(max(seq), 0) + 1 FROM memos WHERE task_uuid = @task_uuid))
     ON CONFLICT (task_uuid, alias) DO UPDATE SET kind = excluded.kind, step = excluded.step,
       status = excluded.status, value = excluded.value, updated_at = excluded.updated_at`);
   const readState = s(`SELECT state FROM states WHERE state_type = ? AND state_id = ?`).pluck();
@@ -160,7 +171,9 @@ export function prepareStatements(db: Database.Database) {
     endAttempt.run({ uuid, number, now, outcome, error_class: error?.name ?? null, error_message: error?.message ?? null, error_stack: error?.stack ?? null });
 
   /** The writes, as the group commit runs them inside its transaction. */
-  const writer: Omit<StoreWriter, "putRecord"> = {
+  const records = prepareIdempotency(db);
+  const writer: StoreWriter = {
+    putRecord: records.putRecord,
     insertTask(t: NewTaskRow) {
       fault("store.insertTask");
       insertTask.run(t);
@@ -204,9 +217,10 @@ export function prepareStatements(db: Database.Database) {
       if (changed) endOpenAttempt.run({ uuid, now, outcome: "CANCELLED" });
       result(changed);
     },
-    retryTask(uuid, now, result) {
+    retryTask(uuid, now, result, also) {
       fault("store.retryTask");
-      const changed = retryTask.run({ uuid, now }).changes > 0;
+      const changed = (also ? retryTaskAt.run({ uuid, now, attempts: also.attempts }) : retryTask.run({ uuid, now })).changes > 0;
+      if (changed && also) also.then(writer);
       result?.(changed);
     },
     retryFailing(now, result) {
@@ -216,6 +230,15 @@ export function prepareStatements(db: Database.Database) {
     writeState(type, id, json) {
       fault("store.writeState", type, id, json);
       writeState.run(type, id, json);
+    },
+    forgetStep(uuid, alias) {
+      inspect.forgetStep(uuid, alias);
+    },
+    setLoopIteration(uuid, alias, iteration) {
+      inspect.setLoopIteration(uuid, alias, iteration);
+    },
+    addHistory(h) {
+      inspect.addHistory(h);
     },
     checkTask() {
       // One process holds the store: its tasks are its own.
@@ -231,6 +254,8 @@ export function prepareStatements(db: Database.Database) {
 
   return {
     writer,
+    inspect,
+    getRecord: records.getRecord,
     getTask: (uuid: string) => getTask.get(uuid) as TaskRow | undefined,
     listAttempts: (uuid: string) => listAttempts.all(uuid) as AttemptRow[],
     /** Tasks that can run, due after the key (due, uuid) and at the latest at `until`, in due order. */
@@ -256,6 +281,11 @@ export function prepareStatements(db: Database.Database) {
       if (filter.stateType) (where.push("state_type = @stateType"), (params.stateType = filter.stateType));
       if (filter.stateId) (where.push("state_id = @stateId"), (params.stateId = filter.stateId));
       if (filter.method) (where.push("method = @method"), (params.method = filter.method));
+      if (filter.parentUuid) (where.push("parent_uuid = @parentUuid"), (params.parentUuid = filter.parentUuid));
+      // Text matches a start of the uuid, or any part of the state id, the method or the last error (read row by row).
+      if (filter.text)
+        (where.push("(instr(uuid, lower(@text)) = 1 OR instr(state_id, @text) > 0 OR instr(method, @text) > 0 OR instr(last_error, @text) > 0)"),
+          (params.text = filter.text));
       if (filter.before !== undefined) (where.push("rowid < @before"), (params.before = filter.before));
       const sql = `SELECT rowid, ${LIST_COLUMNS} FROM tasks ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY rowid DESC LIMIT @limit`;
       return db.prepare(sql).all(params) as TaskListRow[];

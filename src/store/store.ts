@@ -1,4 +1,5 @@
 import type { IdempotencyRow } from "./idempotency.js";
+import type { HistoryRow, InstanceRow, StepRow } from "./inspect-statements.js";
 import type { AttemptRow, MemoRow, TaskFilter, TaskHeader, TaskListRow, TaskRow, VersionRow } from "./statements.js";
 
 /**
@@ -45,6 +46,9 @@ export interface Store {
    * the write that records it (which a store held by one process makes with its next commit).
    */
   newVersion(atLeast: number, loadedAt: number): Promise<{ number: number; recorded: Promise<void> }>;
+
+  /** The dashboard's reads: none is on a task's path. */
+  readonly inspect: InspectReads;
 
   /** Only a store that one process holds (SQLite): the window's reads and recovery. */
   readonly local?: LocalStore;
@@ -108,8 +112,18 @@ export interface StoreWriter {
   iterateTask(uuid: string, attempt: number, dueAt: number, iteration: number, now: number): void;
   /** Ends an unfinished task CANCELLED (and its open attempt); `result` says whether it did. */
   cancelTask(uuid: string, now: number, result: (changed: boolean) => void): void;
-  /** A task that has not started, or is failing, due now; `result` is false if it is running or finished. */
-  retryTask(uuid: string, now: number, result?: (changed: boolean) => void): void;
+  /**
+   * A task that has not started, or is failing, due now; `result` is false if it is running
+   * or finished. With `also`: only if the task is at attempt `also.attempts` still (nothing
+   * ran since it was read), and then `also.then` writes too (a rerun forgetting steps).
+   */
+  retryTask(uuid: string, now: number, result?: (changed: boolean) => void, also?: RetryAlso): void;
+  /** Forgets a workflow step (a rerun from it). */
+  forgetStep(uuid: string, alias: string): void;
+  /** Sets a loop's counter, and its task's, back to `iteration`. */
+  setLoopIteration(uuid: string, alias: string, iteration: number): void;
+  /** Records what an operator did to a task. */
+  addHistory(h: { uuid: string; at: number; action: string; by: string; detail: string }): void;
   /** Every failing task due now, its backoff reset; `result` gets those it changed. */
   retryFailing(now: number, result: (rows: TaskKey[]) => void): void;
   /**
@@ -126,6 +140,28 @@ export interface StoreWriter {
   /** A second record under the same key fails the commit it is part of. */
   putRecord(r: IdempotencyRow): void;
   recordVersion(v: VersionRow): void;
+}
+
+/** Writes made with a retry, only if it retries the task at the attempt it was read at. */
+export interface RetryAlso {
+  attempts: number;
+  then: (w: StoreWriter) => void;
+}
+
+/** Reads of the store for the dashboard (and `mend task steps`). */
+export interface InspectReads {
+  /** A task's steps in the order they were first recorded; values over `maxBytes` only previewed. */
+  listSteps(uuid: string, maxBytes: number): Promise<StepRow[]>;
+  history(uuid: string): Promise<HistoryRow[]>;
+  stateTypes(): Promise<string[]>;
+  /** Instances of a type, counted up to COUNT_CAP + 1. */
+  countInstances(type: string): Promise<number>;
+  /** A page of instances in id order, after `after`, whose id starts with `prefix`. */
+  instances(type: string, prefix: string, after: string, limit: number): Promise<InstanceRow[]>;
+  /** Tasks of a status, counted up to COUNT_CAP + 1. */
+  countStatus(status: string): Promise<number>;
+  /** The newest `limit` code versions, newest first. */
+  versions(limit: number): Promise<{ number: number; loaded_at: number; changed: string; build_ms: number | null; load_ms: number | null }[]>;
 }
 
 /** A position in due order: (due time, uuid). */
