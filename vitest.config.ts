@@ -19,6 +19,7 @@ const BOTH_STORES = [
   "test/large-values.test.ts",
   "test/ids.test.ts",
   "test/bad-input-code.test.ts",
+  "test/dashboard-routes.test.ts",
 ];
 
 export default defineConfig({

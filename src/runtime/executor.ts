@@ -33,7 +33,7 @@ import { dueTime, TaskId } from "../api/task-id.js";
 import type { Store, StoreWriter } from "../store/store.js";
 import { toStoredJson } from "./json.js";
 import { KeyedMutex, LockConflict, newOwner, type LockOwner } from "./locks.js";
-import { SharedLocks } from "./shared-locks.js";
+import { RemoteLockConflict, SharedLocks } from "./shared-locks.js";
 import { describeState, stateKey, type States } from "./states.js";
 import type { CodeVersion, ResolvedMethod } from "./version.js";
 import { Memo } from "./memo.js";
@@ -173,7 +173,7 @@ export class Executor {
     private readonly options: ExecutorOptions = { effectValidation: "disabled", onEffectValidation: () => {} },
   ) {
     this.#shared = store.shared && new SharedLocks(store.shared);
-    this.#locks = new KeyedMutex(this.#shared !== undefined);
+    this.#locks = new KeyedMutex();
   }
 
   /** Another server let go of an instance lock. */
@@ -187,17 +187,21 @@ export class Executor {
   }
 
   /**
-   * Takes the lock of an instance for `owner`: in-process, then (a shared store) across
-   * servers. Resolves with the release.
+   * Takes the lock of an instance for `owner`: (a shared store) across servers first, then
+   * in-process. Resolves with the release. Across servers first: an owner that waits for
+   * another server holds no lock of its instance in-process, so whoever waits here behind a
+   * holder waits for one that runs; and a transaction holding locks never waits for another
+   * server (it lets go and runs again). No circle of waits can close through two servers.
    */
   async #lock(key: string, owner: LockOwner, signal: AbortSignal): Promise<() => void> {
-    const release = await this.#locks.acquire(key, owner, signal);
     const shared = this.#shared;
-    if (!shared) return release;
+    if (!shared) return this.#locks.acquire(key, owner, signal);
+    await shared.hold(key, owner, signal);
+    let release: () => void;
     try {
-      await shared.hold(key, owner, signal);
+      release = await this.#locks.acquire(key, owner, signal);
     } catch (e) {
-      release();
+      shared.release(key);
       throw e;
     }
     let released = false;
@@ -397,7 +401,7 @@ export class Executor {
       // Held by another server, whose transactions have no age here to order them by: wait a
       // random while, longer each time, so that two that want each other's instances do not
       // keep meeting.
-      if (this.#shared) await this.#shared.backOff(remote++, o.signal);
+      if (conflict instanceof RemoteLockConflict) await this.#shared!.backOff(remote++, o.signal);
       else await this.#locks.whenFree(conflict.key, o.signal);
     }
   }

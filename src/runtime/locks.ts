@@ -43,13 +43,6 @@ export class KeyedMutex {
   #locks = new Map<string, Lock>();
 
   /**
-   * `strict`: a transaction that holds locks never waits for another (it lets go and runs
-   * again). For a store several servers share: a wait here could close a circle of waits
-   * through locks held on other servers, whose transactions have no age here.
-   */
-  constructor(private readonly strict = false) {}
-
-  /**
    * Resolves with a release function once `owner` holds `key`; release is idempotent.
    * Rejects with LockConflict when waiting could deadlock, and with `signal`'s reason if it
    * aborts while waiting (the wait is then given up).
@@ -62,7 +55,7 @@ export class KeyedMutex {
       owner.held++;
       return Promise.resolve(this.#releaser(key, owner));
     }
-    if (this.strict ? owner.transaction && owner.held > 0 : mustDie(owner, lock)) return Promise.reject(new LockConflict(key));
+    if (mustDie(owner, lock)) return Promise.reject(new LockConflict(key));
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         owner,

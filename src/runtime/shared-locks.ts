@@ -43,10 +43,9 @@ export class SharedLocks {
   constructor(private readonly store: SharedStore) {}
 
   /**
-   * Takes `key` for `owner`, which holds the instance's in-process lock already. Waits while
-   * another server holds it, unless `owner` is a transaction holding other locks: then it
-   * must let go of them (RemoteLockConflict), so that servers never wait for each other in a
-   * circle.
+   * Takes `key` for `owner` (before its in-process lock). Waits while another server holds
+   * it, unless `owner` is a transaction holding other locks: then it must let go of them
+   * (RemoteLockConflict), so that servers never wait for each other in a circle.
    */
   async hold(key: string, owner: LockOwner, signal?: AbortSignal): Promise<void> {
     for (let wait = FIRST_WAIT_MS; ; wait = Math.min(wait * 2, MAX_WAIT_MS)) {
@@ -55,7 +54,7 @@ export class SharedLocks {
         this.#held.set(key, (this.#held.get(key) ?? 0) + 1);
         return;
       }
-      if (owner.transaction && owner.held > 1) throw new RemoteLockConflict(key);
+      if (owner.transaction && owner.held > 0) throw new RemoteLockConflict(key);
       await this.whenFree(wait, signal);
     }
   }
