@@ -9,7 +9,7 @@ export default defineConfig({
     ...base.test,
     // The model test runs 200 random sequences by default: enough here with fewer, since every
     // mutant of the engine runs it.
-    env: { MEND_MODEL_RUNS: "25" },
+    env: { ...base.test?.env, MEND_MODEL_RUNS: "25" },
     include: [
       "test/runtime.test.ts",
       "test/tasks.test.ts",

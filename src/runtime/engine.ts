@@ -416,7 +416,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const now = Date.now();
     try {
       await this.commits.commit(() => {
-        next.record();
+        next.record(now);
         this.sql.iterateTask(task.uuid, next.dueAt, next.iteration, now);
         this.sql.endAttempt(task.uuid, attempt, now, "ITERATED");
       });

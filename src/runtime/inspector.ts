@@ -87,7 +87,7 @@ export class Inspector {
   steps(taskUuid: string): StepInfo[] {
     if (!this.sql.getTask(taskUuid)) throw new TaskNotFound(taskUuid);
     const rows = this.#q.listSteps(taskUuid, STEP_VALUE_BYTES);
-    const attempts = this.sql.listAttempts(taskUuid).map((a) => ({ number: a.number, startedAt: a.started_at }));
+    const attempts = this.sql.listAttempts(taskUuid).map((a) => ({ number: a.number, startedAt: a.started_at, endedAt: a.ended_at }));
     const places = placeSteps(rows.map(record));
     return rows.map((r, i) => ({
       alias: r.alias,
@@ -97,7 +97,7 @@ export class Inspector {
       ...(r.value !== null ? { value: JSON.parse(r.value) as unknown } : {}),
       ...(r.preview !== null ? { cut: { bytes: r.bytes ?? 0, preview: r.preview } } : {}),
       recordedAt: r.updated_at,
-      attempt: attemptOfStep(r.updated_at, attempts),
+      attempt: attemptOfStep(r.updated_at, attempts, r.kind),
       ...places[i],
     }));
   }

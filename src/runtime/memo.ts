@@ -102,9 +102,9 @@ export class Memo {
    * The write that records a step, to run inside a commit. The value is serialised now,
    * so a value that cannot be stored fails the step, not the commit.
    */
-  write(alias: string, kind: StepKind, step: string, status: MemoStatus, value: unknown, what: string): () => void {
+  write(alias: string, kind: StepKind, step: string, status: MemoStatus, value: unknown, what: string): (at?: number) => void {
     const json = toStoredJson(value, what, this.maxValueBytes);
-    return () => this.sql.putMemo({ task_uuid: this.taskUuid, alias, kind, step, status, value: json, now: Date.now() });
+    return (at = Date.now()) => this.sql.putMemo({ task_uuid: this.taskUuid, alias, kind, step, status, value: json, now: at });
   }
 
   /** Records a step durably; returns the value as a later attempt will read it. */
