@@ -22,6 +22,14 @@ const BOTH_STORES = [
   "test/dashboard-routes.test.ts",
 ];
 
+/**
+ * The CLI and the servers that tests start print plain text, even where a CI variable or a
+ * terminal would turn colours on (picocolors colours under CI=…). FORCE_COLOR=0 rather than
+ * none: Node warns on stderr when NO_COLOR meets a FORCE_COLOR the runner set. Each project
+ * names it, so that a project's own env never replaces it.
+ */
+const PLAIN_TEXT = { NO_COLOR: "1", FORCE_COLOR: "0" };
+
 export default defineConfig({
   resolve: {
     // Tests and fixtures import the package by its name; run its sources, not dist/.
@@ -31,14 +39,15 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: "forks",
+    env: PLAIN_TEXT,
     projects: [
-      { extends: true, test: { name: "sqlite", include: ["test/**/*.test.ts"], exclude: ["test/pg-*.test.ts"] } },
+      { extends: true, test: { name: "sqlite", include: ["test/**/*.test.ts"], exclude: ["test/pg-*.test.ts"], env: PLAIN_TEXT } },
       {
         extends: true,
         test: {
           name: "postgresql",
           include: [...BOTH_STORES, "test/pg-*.test.ts"],
-          env: { MEND_TEST_STORE: "postgresql" },
+          env: { ...PLAIN_TEXT, MEND_TEST_STORE: "postgresql" },
           globalSetup: ["test/helpers/pg-global.ts"],
         },
       },

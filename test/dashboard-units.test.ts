@@ -117,6 +117,11 @@ describe("rerun from a step", () => {
     ]);
     const attempts = [{ number: 1, startedAt: 100 }, { number: 2, startedAt: 200 }];
     expect([50, 100, 150, 200, 999].map((t) => attemptOfStep(t, attempts))).toEqual([null, 1, 1, 2, 2]);
+    // Attempt 2 ends in the millisecond attempt 3 starts: the loop counter its end recorded is
+    // attempt 2's, a step recorded then is attempt 3's.
+    const tied = [{ number: 1, startedAt: 100, endedAt: 150 }, { number: 2, startedAt: 160, endedAt: 200 }, { number: 3, startedAt: 200, endedAt: null }];
+    expect([100, 155, 160, 200, 300].map((t) => attemptOfStep(t, tied, "loop"))).toEqual([1, 1, 2, 2, 3]);
+    expect([100, 155, 160, 200, 300].map((t) => attemptOfStep(t, tied, "call"))).toEqual([1, 1, 2, 3, 3]);
   });
 
   test("the page groups consecutive steps of one iteration", () => {

@@ -579,7 +579,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const now = Date.now();
     try {
       await this.store.commit((w) => {
-        next.record(w);
+        next.record(w, now);
         w.iterateTask(task.uuid, attempt, next.dueAt, next.iteration, now);
       });
     } catch (storeError) {

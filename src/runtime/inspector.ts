@@ -82,7 +82,7 @@ export class Inspector {
   async steps(taskUuid: string): Promise<StepInfo[]> {
     if (!(await this.store.getTask(taskUuid))) throw new TaskNotFound(taskUuid);
     const rows = await this.store.inspect.listSteps(taskUuid, STEP_VALUE_BYTES);
-    const attempts = (await this.store.listAttempts(taskUuid)).map((a) => ({ number: a.number, startedAt: a.started_at }));
+    const attempts = (await this.store.listAttempts(taskUuid)).map((a) => ({ number: a.number, startedAt: a.started_at, endedAt: a.ended_at }));
     const places = placeSteps(rows.map(record));
     return rows.map((r, i) => ({
       alias: r.alias,
@@ -92,7 +92,7 @@ export class Inspector {
       ...(r.value !== null ? { value: JSON.parse(r.value) as unknown } : {}),
       ...(r.preview !== null ? { cut: { bytes: r.bytes ?? 0, preview: r.preview } } : {}),
       recordedAt: r.updated_at,
-      attempt: attemptOfStep(r.updated_at, attempts),
+      attempt: attemptOfStep(r.updated_at, attempts, r.kind),
       ...places[i],
     }));
   }

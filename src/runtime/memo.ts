@@ -103,11 +103,11 @@ export class Memo {
    * The write that records a step, to run inside a commit. The value is serialised now,
    * so a value that cannot be stored fails the step, not the commit.
    */
-  write(alias: string, kind: StepKind, step: string, status: MemoStatus, value: unknown, what: string): (w: StoreWriter) => void {
+  write(alias: string, kind: StepKind, step: string, status: MemoStatus, value: unknown, what: string): (w: StoreWriter, at?: number) => void {
     const json = toStoredJson(value, what, this.maxValueBytes);
-    return (w) => {
+    return (w, at = Date.now()) => {
       w.checkTask(this.taskUuid, this.attempt);
-      w.putMemo({ task_uuid: this.taskUuid, alias, kind, step, status, value: json, now: Date.now() });
+      w.putMemo({ task_uuid: this.taskUuid, alias, kind, step, status, value: json, now: at });
     };
   }
 

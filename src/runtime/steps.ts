@@ -43,11 +43,23 @@ function loopOf(alias: string, loops: readonly string[]): { alias: string; itera
   return undefined;
 }
 
-/** On which attempt each step was last recorded: the latest attempt that had started by then. */
-export function attemptOfStep(recordedAt: number, attempts: readonly { number: number; startedAt: number }[]): number | null {
-  let found: number | null = null;
-  for (const a of attempts) if (a.startedAt <= recordedAt && (found === null || a.number > found)) found = a.number;
-  return found;
+/**
+ * On which attempt a step was last recorded: the attempt running at `recordedAt`. Times are
+ * milliseconds, so an attempt may end in the millisecond the next one starts: a loop's counter
+ * is recorded in the commit that ends its attempt (at that attempt's end time), any other step
+ * while its attempt runs, so on such a tie the counter belongs to the attempt that ended and any
+ * other step to the one that started.
+ */
+export function attemptOfStep(
+  recordedAt: number,
+  attempts: readonly { number: number; startedAt: number; endedAt?: number | null }[],
+  kind?: string,
+): number | null {
+  const running = attempts.filter((a) => a.startedAt <= recordedAt && (a.endedAt == null || recordedAt <= a.endedAt));
+  const candidates = running.length > 0 ? running : attempts.filter((a) => a.startedAt <= recordedAt);
+  if (candidates.length === 0) return null;
+  const numbers = candidates.map((a) => a.number);
+  return kind === "loop" && running.length > 0 ? Math.min(...numbers) : Math.max(...numbers);
 }
 
 export interface RerunPlan {

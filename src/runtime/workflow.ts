@@ -19,8 +19,8 @@ export class NextIteration extends Error {
     readonly alias: string,
     readonly iteration: number,
     readonly dueAt: number,
-    /** Records the loop's counter; runs in the commit that schedules the next iteration. */
-    readonly record: (w: StoreWriter) => void,
+    /** Records the loop's counter at `at`, its attempt's end; runs in the commit that schedules the next iteration. */
+    readonly record: (w: StoreWriter, at: number) => void,
   ) {
     super(`Iteration ${iteration - 1} of the loop "${alias}" is done; the workflow runs again for the next one.`);
     this.name = "NextIteration";
