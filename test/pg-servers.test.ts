@@ -13,6 +13,7 @@ import { next, start, within } from "./helpers/runtimes.js";
 import { newSchemaUrl } from "./helpers/stores.js";
 import { tempDir } from "./helpers/temp.js";
 import { PG_MIGRATIONS } from "../src/store/pg-migrations.js";
+import { PgStore } from "../src/store/pg-store.js";
 
 const entry = fileURLToPath(new URL("./apps/servers.ts", import.meta.url));
 const LEASE_MS = 1000;
@@ -170,6 +171,26 @@ describe("a rolling deploy", () => {
     const third = await start(app(), { store });
     expect(await within(Pair.MoveTask.retrieve(third.context(), { taskId: later.taskId }), "the waiting task")).toEqual({ moves: 1 });
     expect((await third.getTask(later.taskId.taskUuid)).attempts.map((x) => x.version)).toEqual([third.version]);
+  });
+});
+
+describe("a state write is checked against the version it was computed from", () => {
+  test("a write computed from a version that never committed changes nothing, even where the instance does not exist yet", async () => {
+    const store = await newSchemaUrl();
+    const db = await PgStore.open(store, { leaseMs: LEASE_MS });
+    try {
+      // Computed from version 41, which no write made: refused, and no instance is created.
+      await expect(db.commit((w) => w.writeState("Cell", "never", JSON.stringify({ n: 2, tokens: [] }), 41, 42))).rejects.toMatchObject({ code: "STATE_MOVED" });
+      expect(await db.readState("Cell", "never")).toBeUndefined();
+      // Computed from nothing: creates it; then a write computed from that version replaces it, and one from a stale version does not.
+      await db.commit((w) => w.writeState("Cell", "c", JSON.stringify({ n: 1, tokens: [] }), 0, 7));
+      await expect(db.commit((w) => w.writeState("Cell", "c", JSON.stringify({ n: 9, tokens: [] }), 0, 8))).rejects.toMatchObject({ code: "STATE_MOVED" });
+      await db.commit((w) => w.writeState("Cell", "c", JSON.stringify({ n: 2, tokens: [] }), 7, 9));
+      await expect(db.commit((w) => w.writeState("Cell", "c", JSON.stringify({ n: 5, tokens: [] }), 7, 10))).rejects.toMatchObject({ code: "STATE_MOVED" });
+      expect(await db.readState("Cell", "c")).toEqual({ json: JSON.stringify({ n: 2, tokens: [] }), version: 9 });
+    } finally {
+      await db.close();
+    }
   });
 });
 

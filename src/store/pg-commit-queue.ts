@@ -99,6 +99,7 @@ export class PgCommitQueue {
         await client.query("ROLLBACK").catch(() => (broken = true));
         if (batch.length === 1 || broken) {
           for (const p of batch) p.reject(e);
+          this.#poison(batch, e);
           return;
         }
         return await this.#oneByOne(client, batch);
@@ -136,11 +137,30 @@ export class PgCommitQueue {
     } catch (e) {
       await client.query("ROLLBACK").catch(() => {});
       for (const p of batch) p.reject(e);
+      this.#poison(batch, e);
       return;
     }
     for (const p of batch) {
       if (failed.has(p)) p.reject(failed.get(p));
       else p.resolve();
     }
+    const lost = batch.filter((p) => failed.has(p));
+    if (lost.length > 0) this.#poison(lost, failed.get(lost[0]!));
+  }
+
+  /**
+   * These writes failed: the writes asked for while they committed, on one of their keys, were
+   * computed from them (a writer reads the write on its way to the store), so they fail too,
+   * and the ones computed from those. A write asked for later reads the store again.
+   */
+  #poison(failed: readonly Pending[], cause: unknown): void {
+    const poisoned = new Set(failed.flatMap((p) => p.keys));
+    if (poisoned.size === 0) return;
+    this.#pending = this.#pending.filter((p) => {
+      if (!p.keys.some((k) => poisoned.has(k))) return true;
+      for (const k of p.keys) poisoned.add(k);
+      p.reject(new MendError("STORE", "A write to the store that this one was computed from failed; it will run again.", { cause }));
+      return false;
+    });
   }
 }

@@ -252,11 +252,20 @@ export async function runWrites(client: PoolClient, groups: readonly PgOp[][], m
     }
     const { rows: written } = await client.query<{ state_type: string; state_id: string }>({
       name: "mend.writeStates",
-      text: `WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS v(t, i, s, expected, next))
-        INSERT INTO states AS st (state_type, state_id, state, version) SELECT t, i, s, next FROM v
-        ON CONFLICT (state_type, state_id) DO UPDATE SET state = excluded.state, version = excluded.version
-        WHERE st.version = (SELECT expected FROM v WHERE v.t = excluded.state_type AND v.i = excluded.state_id)
-        RETURNING st.state_type, st.state_id`,
+      // A write computed from no state (basis 0) creates the instance, one computed from a
+      // version replaces that version: a write computed from one that never committed (an
+      // earlier write of this server that failed) changes nothing, even where the instance
+      // does not exist.
+      text: `WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS v(t, i, s, expected, next)),
+        created AS (
+          INSERT INTO states (state_type, state_id, state, version) SELECT t, i, s, next FROM v WHERE expected = 0
+          ON CONFLICT (state_type, state_id) DO NOTHING
+          RETURNING state_type, state_id),
+        replaced AS (
+          UPDATE states st SET state = v.s, version = v.next FROM v
+          WHERE v.expected <> 0 AND st.state_type = v.t AND st.state_id = v.i AND st.version = v.expected
+          RETURNING st.state_type, st.state_id)
+        SELECT state_type, state_id FROM created UNION ALL SELECT state_type, state_id FROM replaced`,
       values: columns(rows, (r) => r),
     });
     if (written.length !== rows.length) {
