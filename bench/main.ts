@@ -8,6 +8,7 @@ import { hotfix } from "./hotfix.js";
 import { cleanUpNow } from "./lib/cleanup.js";
 import { markdownTable, textTable, type BenchResult, type Row } from "./lib/report.js";
 import { memory } from "./memory.js";
+import { postgres } from "./postgres.js";
 import { scale } from "./scale.js";
 import { startup } from "./startup.js";
 import { throughput } from "./throughput.js";
@@ -27,6 +28,8 @@ const BENCHMARKS: Record<string, (ctx: BenchContext, alone: boolean) => Promise<
   timers,
   memory,
   startup,
+  // Skipped, with one line, where no PostgreSQL binaries are found.
+  postgres,
   // Run alone (`npm run bench -- scale`), at full size: a million waiting tasks.
   scale: (ctx, alone) => scale(ctx, alone),
 };
