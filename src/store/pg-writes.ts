@@ -287,6 +287,10 @@ export async function runWrites(client: PoolClient, groups: readonly PgOp[][], m
       text: `WITH v AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::int[], $9::int[], $10::bigint[],
                 $11::text[], $12::text[], $13::text[], $14::text[])
               AS v(uuid, attempt, status, response, error, last_error, due_at, step, iteration, now, outcome, ec, em, es)),
+        -- The task is found by its key only (the checks of its owner and attempt under IS TRUE
+        -- are no index condition): on a store that filled faster than its statistics, the
+        -- planner otherwise scans every running task by owner and status and compares each
+        -- with every ended one.
         done AS (
           UPDATE tasks t SET status = v.status,
             response = CASE WHEN v.status = 'COMPLETED' THEN v.response ELSE t.response END,
@@ -296,7 +300,7 @@ export async function runWrites(client: PoolClient, groups: readonly PgOp[][], m
             backoff_step = COALESCE(v.step, t.backoff_step),
             iteration = COALESCE(v.iteration, t.iteration),
             updated_at = v.now, owner = NULL
-          FROM v WHERE t.uuid = v.uuid AND t.status = 'STARTED' AND t.owner = $15 AND (t.attempts = v.attempt OR v.outcome IS NULL)
+          FROM v WHERE t.uuid = v.uuid AND (t.status = 'STARTED' AND t.owner = $15 AND (t.attempts = v.attempt OR v.outcome IS NULL)) IS TRUE
           RETURNING t.uuid),
         ended AS (
           UPDATE attempts a SET ended_at = v.now, outcome = COALESCE(v.outcome, 'INTERRUPTED'), error_class = v.ec, error_message = v.em, error_stack = v.es
