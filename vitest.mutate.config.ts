@@ -32,6 +32,7 @@ export default defineConfig({
       "test/connections.test.ts",
       "test/dashboard-routes.test.ts",
       "test/server-rules.test.ts",
+      "test/dashboard-units.test.ts",
     ],
   },
 });

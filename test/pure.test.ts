@@ -2,7 +2,7 @@
 // print, how builds are queued.
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { cut, duration, relativeTime, table } from "../src/cli/format.js";
-import { checkRequest, hasAdminSecret, hostName, isLoopbackHost } from "../src/server/guard.js";
+import { bearerToken, checkRequest, hasAdminSecret, hostName, isAllowedHost, isAllowedOrigin, isLoopbackHost, needsAdminSecret, originOf, passesToAuthorizer, type RouteName } from "../src/server/guard.js";
 import { attemptLine, readyLine, taskLabel, userStack } from "../dev/output.js";
 import { serial } from "../dev/serial.js";
 import { inputsOf } from "../dev/builder.js";
@@ -41,8 +41,67 @@ describe("checkRequest", () => {
   });
   test("host names", () => {
     expect(hostName("[::1]:80")).toBe("[::1]");
+    expect(hostName("[::1]")).toBe("[::1]");
+    expect(hostName("[::1")).toBe("[::1");
+    // After an IPv6 literal's bracket only a port may follow; anything else is the attacker's name, whole.
+    expect(hostName("[::1].evil.example")).toBe("[::1].evil.example");
+    expect(hostName("[::1]:80x")).toBe("[::1]:80x");
+    expect(hostName("[::1]x:80")).toBe("[::1]x:80");
+    expect(hostName("[::ABCD]:80")).toBe("[::abcd]");
     expect(hostName("LOCALHOST:80")).toBe("localhost");
     expect(isLoopbackHost("0.0.0.0")).toBe(false);
+    for (const host of ["127.0.0.1", "127.255.255.254", "127.10.20.30"]) expect(isLoopbackHost(host), host).toBe(true);
+    for (const host of ["127.0.0.1.2", "127.1000.0.1", "127.0.0", "x127.0.0.1", "127.0.0.1x", "128.0.0.1"]) expect(isLoopbackHost(host), host).toBe(false);
+  });
+  test("beyond loopback: IP literals, the bound name and the allowed names; a leading dot allows subdomains", () => {
+    const beyond = { loopback: false, boundHost: "Box.Example", allowedHosts: ["API.example", ".corp.example"] };
+    for (const name of ["localhost", "10.0.0.5", "[fe80::1]", "box.example", "api.example", "corp.example", "a.corp.example", "a.b.corp.example"])
+      expect(isAllowedHost(name, beyond), name).toBe(true);
+    for (const name of ["evil.example", "x.api.example", "evilcorp.example", "box.example.evil", "[fe80::1", "10.0.0"])
+      expect(isAllowedHost(name, beyond), name).toBe(false);
+    // On loopback, IP literals and the bound name are not enough; the allowed names are.
+    const onLoopback = { ...beyond, loopback: true };
+    for (const name of ["10.0.0.5", "[fe80::1]", "box.example"]) expect(isAllowedHost(name, onLoopback), name).toBe(false);
+    for (const name of ["api.example", "a.corp.example"]) expect(isAllowedHost(name, onLoopback), name).toBe(true);
+    expect(isAllowedHost("box.example", { loopback: false })).toBe(false);
+    expect(checkRequest({ host: "a.corp.example:443" }, beyond)).toBeUndefined();
+    expect(checkRequest({ host: "evil.example" }, beyond)).toEqual({
+      status: 403,
+      code: "FORBIDDEN_HOST",
+      message: "Host 'evil.example' is not an accepted name (the bound address, an IP address, or --allowed-host); refused (DNS rebinding protection).",
+    });
+    expect(checkRequest({ host: "evil.example" }, onLoopback)?.message).toBe("Host 'evil.example' is not a loopback name; refused (DNS rebinding protection).");
+  });
+  test("allowed origins, compared as a browser sends them", () => {
+    expect(originOf("https://App.Example:443/path?q")).toBe("https://app.example");
+    expect(originOf("null")).toBeUndefined();
+    expect(originOf("file:///etc/passwd")).toBeUndefined(); // an opaque origin
+    expect(originOf("not a url")).toBeUndefined();
+    const options = { loopback: true, allowedOrigins: ["https://app.example/", "not a url"] };
+    expect(isAllowedOrigin("https://app.example", options)).toBe(true);
+    expect(isAllowedOrigin("https://APP.example:443", options)).toBe(true);
+    expect(isAllowedOrigin("http://app.example", options)).toBe(false);
+    expect(isAllowedOrigin("https://app.example:8443", options)).toBe(false);
+    expect(isAllowedOrigin(undefined, options)).toBe(false);
+    expect(isAllowedOrigin("null", { loopback: true, allowedOrigins: ["null"] })).toBe(false);
+    expect(isAllowedOrigin("https://app.example", { loopback: true })).toBe(false);
+    // An allowed origin passes the cross-origin checks; a same-site page that is not allowed does not.
+    expect(checkRequest({ host: "localhost:9991", origin: "https://app.example", "sec-fetch-site": "cross-site" }, options)).toBeUndefined();
+    expect(checkRequest({ host: "localhost:9991", "sec-fetch-site": "same-site" }, options)).toMatchObject({ code: "CROSS_ORIGIN" });
+    expect(checkRequest({ host: "localhost:9991", "sec-fetch-site": "none" }, options)).toBeUndefined();
+    expect(checkRequest({ host: "localhost:9991", origin: "::bad" }, options)).toMatchObject({ code: "CROSS_ORIGIN", message: "Origin '::bad' is not a URL; refused." });
+  });
+  test("which routes need the admin secret, and which an authorizer decides", () => {
+    const all: RouteName[] = ["health", "call", "spawn", "wait", "list", "show", "cancel", "retry", "page", "dashboard", "events", "inspect", "rerun"];
+    const needing = (options: { loopback: boolean; adminSecret?: string }) => all.filter((r) => needsAdminSecret(r, options));
+    expect(needing({ loopback: true })).toEqual([]);
+    expect(needing({ loopback: false })).toEqual([]); // serve refuses to start beyond loopback without one
+    expect(needing({ loopback: true, adminSecret: "s" })).toEqual(["list", "show", "cancel", "retry", "dashboard", "events", "inspect", "rerun"]);
+    expect(needing({ loopback: false, adminSecret: "s" })).toEqual(all.filter((r) => r !== "health" && r !== "page"));
+    expect(all.filter(passesToAuthorizer)).toEqual(["call", "spawn", "wait"]);
+    expect(bearerToken("Bearer abc def")).toBe("abc def");
+    expect(bearerToken("bearer abc")).toBeUndefined();
+    expect(bearerToken(undefined)).toBeUndefined();
   });
 });
 

@@ -41,7 +41,8 @@ export interface Refusal {
 
 /** An IP literal as a Host header carries it: no DNS name, so no DNS rebinding. */
 function isIpLiteral(name: string): boolean {
-  return isIP(name.startsWith("[") ? name.slice(1, -1) : name) !== 0;
+  if (name.startsWith("[")) return name.endsWith("]") && isIP(name.slice(1, -1)) === 6;
+  return isIP(name) === 4;
 }
 
 /**
