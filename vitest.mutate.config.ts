@@ -33,6 +33,7 @@ export default defineConfig({
       "test/dashboard-routes.test.ts",
       "test/server-rules.test.ts",
       "test/dashboard-units.test.ts",
+      "test/locks.test.ts",
     ],
   },
 });
