@@ -97,16 +97,22 @@ describe("two servers share the work", () => {
   });
 });
 
+/** A server in a child process whose Pair('p').move has started and waits for `gate` (a file) inside its transaction. */
+async function moveInAChild() {
+  const store = await newSchemaUrl();
+  const dir = tempDir();
+  const gate = join(dir, "gate");
+  const bundle = await bundleApp(entry, join(dir, "app.mjs"));
+  const child = runApp(store, bundle, [{ target: { stateType: "Pair", stateId: "p", method: "move" }, request: { from: "x", to: "y", amount: 5, gate } }], {
+    MEND_RUNTIME_OPTIONS: JSON.stringify({ leaseMs: LEASE_MS }),
+  });
+  const { taskId } = await child.line<{ event: string; taskId: TaskId }>((l) => l.event === "attempt:start");
+  return { store, gate, child, taskId };
+}
+
 describe("a server that dies or freezes", () => {
   test("a killed server's task runs again on another once its lease has ended; the lost attempt is INTERRUPTED", async () => {
-    const store = await newSchemaUrl();
-    const dir = tempDir();
-    const gate = join(dir, "gate");
-    const bundle = await bundleApp(entry, join(dir, "app.mjs"));
-    const child = runApp(store, bundle, [{ target: { stateType: "Pair", stateId: "p", method: "move" }, request: { from: "x", to: "y", amount: 5, gate } }], {
-      MEND_RUNTIME_OPTIONS: JSON.stringify({ leaseMs: LEASE_MS }),
-    });
-    const { taskId } = await child.line<{ event: string; taskId: TaskId }>((l) => l.event === "attempt:start");
+    const { store, gate, child, taskId } = await moveInAChild();
     child.kill("SIGKILL");
     await child;
     writeFileSync(gate, "");
@@ -121,14 +127,7 @@ describe("a server that dies or freezes", () => {
   });
 
   test("a transaction claimed by two servers (the first frozen past its lease) commits once", async () => {
-    const store = await newSchemaUrl();
-    const dir = tempDir();
-    const gate = join(dir, "gate");
-    const bundle = await bundleApp(entry, join(dir, "app.mjs"));
-    const child = runApp(store, bundle, [{ target: { stateType: "Pair", stateId: "p", method: "move" }, request: { from: "x", to: "y", amount: 5, gate } }], {
-      MEND_RUNTIME_OPTIONS: JSON.stringify({ leaseMs: LEASE_MS }),
-    });
-    const { taskId } = await child.line<{ event: string; taskId: TaskId }>((l) => l.event === "attempt:start");
+    const { store, gate, child, taskId } = await moveInAChild();
     // Frozen inside the transaction, holding x: its lease on the task and on x end.
     process.kill(child.pid!, "SIGSTOP");
     writeFileSync(gate, "");

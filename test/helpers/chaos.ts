@@ -10,7 +10,7 @@ import { request } from "node:http";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { afterEach } from "vitest";
+import { afterEach, expect } from "vitest";
 import { cli, waitForOutput } from "./cli.js";
 import { DevRun } from "./dev.js";
 import { tempDir } from "./temp.js";
@@ -344,6 +344,16 @@ export interface ChaosReport {
 const UNFINISHED = ["SCHEDULED", "STARTED", "SCHEDULED_RETRY", "SCHEDULED_ITERATION"];
 
 /** Runs the workload against a runtime killed `kills` times, then checks the store. */
+/** A run's verdict as a test states it: no problem, nothing lost or twice, every kill done, every task sent; failures name the seed. */
+export function expectNothingLost(report: ChaosReport, options: { seed: number; kills: number; tasks: number }): void {
+  console.log(report.summary);
+  const context = `seed ${options.seed} (MEND_CHAOS_SEED=${options.seed}):\n${report.problems.slice(0, 30).join("\n")}`;
+  expect(report.problems, context).toEqual([]);
+  expect({ lost: report.lost, duplicated: report.duplicated }, context).toEqual({ lost: 0, duplicated: 0 });
+  expect(report.kills).toBe(options.kills);
+  expect(report.tasks).toBeGreaterThanOrEqual(options.tasks);
+}
+
 export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const t0 = Date.now();
   const dir = tempDir();
