@@ -279,18 +279,24 @@ export class Executor {
     return { outcome, committed: outcome.status === "COMPLETED" && o.onComplete ? this.#commit(newEffects(), o.onComplete(outcome), o.task?.keys) : DONE };
   }
 
+  /** The instance's state for a writer or transaction; a read that must end the call (not constructed, or already constructed) ends it as aborted. */
+  async #readOrEnd(effects: Effects, r: ResolvedMethod, stateId: string): Promise<{ state: Record<string, unknown> } | { ended: RunResult }> {
+    try {
+      return { state: await this.#read(effects, r, stateId) };
+    } catch (e) {
+      if (isEndingError(e)) return { ended: { outcome: this.#aborted(r, e), committed: DONE } };
+      throw e;
+    }
+  }
+
   async #writer(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
     const effects = newEffects(newOwner(false), o.witness !== undefined);
     const release = await this.#lock(key, effects.owner, o.signal);
     try {
-      let state: Record<string, unknown>;
-      try {
-        state = await this.#read(effects, r, stateId);
-      } catch (e) {
-        if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
-        throw e;
-      }
+      const read = await this.#readOrEnd(effects, r, stateId);
+      if ("ended" in read) return read.ended;
+      const { state } = read;
       const ctx = new WriterContext(this.#caller("writer", o, effects), "writer", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt, o.auth);
       const outcome = await this.#call(r, ctx, state, request);
       if (o.signal.aborted) throw abortReason(o.signal);
@@ -409,13 +415,9 @@ export class Executor {
   async #transactionOnce(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, effects: Effects): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
     effects.held.set(key, await this.#lock(key, effects.owner, o.signal));
-    let state: Record<string, unknown>;
-    try {
-      state = await this.#read(effects, r, stateId);
-    } catch (e) {
-      if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
-      throw e;
-    }
+    const read = await this.#readOrEnd(effects, r, stateId);
+    if ("ended" in read) return read.ended;
+    const { state } = read;
     const ctx = new TransactionContext(this.#caller("transaction", o, effects), "transaction", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt, o.auth);
     let outcome: Outcome;
     try {
