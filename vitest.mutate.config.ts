@@ -34,6 +34,7 @@ export default defineConfig({
       "test/server-rules.test.ts",
       "test/dashboard-units.test.ts",
       "test/locks.test.ts",
+      "test/engine.test.ts",
     ],
   },
 });

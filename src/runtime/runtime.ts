@@ -278,10 +278,11 @@ export class Runtime {
   }
 
   /**
-   * The tasks held in memory: those due soon (see `window`) and those running. It does not
-   * grow with the number of tasks waiting in the store.
+   * The tasks held in memory: those due soon (see `window`), those running, and those
+   * someone here awaits (`awaited`). It does not grow with the number of tasks waiting in
+   * the store.
    */
-  get inMemory(): { waiting: number; running: number } {
+  get inMemory(): { waiting: number; running: number; awaited: number } {
     return this.#engine.inMemory;
   }
 
