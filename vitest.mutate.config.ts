@@ -35,6 +35,7 @@ export default defineConfig({
       "test/dashboard-units.test.ts",
       "test/locks.test.ts",
       "test/engine.test.ts",
+      "test/due-window.test.ts",
     ],
   },
 });

@@ -156,8 +156,16 @@ export class DueWindow {
     if (this.#full && this.#tasks.size <= this.options.tasks / 2) this.#refillSoon();
   }
 
-  /** Forget how far the window reached (after a change of many tasks in the store), and read again. */
+  /**
+   * Forget what the window holds and how far it reached (after a change of many tasks in the
+   * store), and read again. A task held now and due after the tasks the store now has first
+   * would keep the window from reading those in time: the store has every held task, so the
+   * read brings back the ones that still belong.
+   */
   reset(): void {
+    for (const uuid of this.#tasks.keys()) this.#scheduler.remove(uuid);
+    this.#tasks.clear();
+    this.#latest.clear();
     this.#horizon = START;
     this.refill();
   }
@@ -176,6 +184,9 @@ export class DueWindow {
       this.#full = rows.length === room;
       // Everything between the old horizon and the last row read is now in memory.
       this.#horizon = this.#full ? { due: rows.at(-1)!.due, uuid: rows.at(-1)!.uuid } : { due: until, uuid: LAST_UUID };
+    } else {
+      // Filled by offers: reading on by time would find no room, again and again; a task leaving reads on.
+      this.#full = true;
     }
     // Reach further before time catches up with the horizon.
     if (!this.#full) this.#later(Math.max(0, this.#horizon.due - Date.now() - this.options.ms / 2));
