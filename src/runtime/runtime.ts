@@ -466,7 +466,12 @@ export class Runtime {
   }
 }
 
-function taskInfo(row: TaskRow & { rowid: number }): TaskInfo {
+type TaskFields = Omit<TaskInfo, "request" | "response" | "error">;
+
+/** What a task's full record and its line in a list both say. */
+function taskFields(
+  row: Pick<TaskRow, "uuid" | "state_type" | "state_id" | "method" | "status" | "due_at" | "created_at" | "updated_at" | "attempts" | "last_error" | "iteration" | "parent_uuid"> & { rowid: number },
+): TaskFields {
   return {
     taskId: { stateType: row.state_type, stateId: row.state_id, taskUuid: row.uuid },
     method: row.method,
@@ -478,30 +483,26 @@ function taskInfo(row: TaskRow & { rowid: number }): TaskInfo {
     lastError: row.last_error,
     iteration: row.iteration,
     parentUuid: row.parent_uuid,
+    cursor: row.rowid,
+  };
+}
+
+function taskInfo(row: TaskRow & { rowid: number }): TaskInfo {
+  return {
+    ...taskFields(row),
     request: JSON.parse(row.request),
     ...(row.response !== null ? { response: JSON.parse(row.response) } : {}),
     ...(row.error !== null ? { error: JSON.parse(row.error) } : {}),
-    cursor: row.rowid,
   };
 }
 
 function taskSummary(row: TaskListRow, shortUuid: string): TaskSummary {
   return {
-    taskId: { stateType: row.state_type, stateId: row.state_id, taskUuid: row.uuid },
+    ...taskFields(row),
     shortUuid,
-    method: row.method,
-    status: row.status,
-    dueAt: row.due_at,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    attempts: row.attempts,
-    lastError: row.last_error,
-    iteration: row.iteration,
-    parentUuid: row.parent_uuid,
     request: { bytes: row.request_bytes, preview: row.request_preview },
     ...(row.response_bytes !== null ? { response: { bytes: row.response_bytes, preview: row.response_preview ?? "" } } : {}),
     ...(row.error_bytes !== null ? { error: { bytes: row.error_bytes, preview: row.error_preview ?? "" } } : {}),
-    cursor: row.rowid,
   };
 }
 
