@@ -20,6 +20,8 @@ const BOTH_STORES = [
   "test/ids.test.ts",
   "test/bad-input-code.test.ts",
   "test/dashboard-routes.test.ts",
+  "test/engine.test.ts",
+  "test/own-instance.test.ts",
 ];
 
 /**

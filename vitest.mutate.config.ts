@@ -36,6 +36,7 @@ export default defineConfig({
       "test/locks.test.ts",
       "test/engine.test.ts",
       "test/due-window.test.ts",
+      "test/own-instance.test.ts",
     ],
   },
 });

@@ -68,6 +68,12 @@ interface Effects {
   versions: Map<string, number>;
   /** The JSON of what was read, for effect validation (only while it watches). */
   inputs?: Map<string, string>;
+  /**
+   * The state objects that methods still running in this transaction are changing, by
+   * instance: a writer or transaction called on one of them changes that very object, so
+   * that its caller sees the change and does not write over it.
+   */
+  live: Map<string, Record<string, unknown>>;
   /** Who holds the locks: the transaction, across its runs. */
   owner: LockOwner;
   /** Set when a lock could not be taken without risking a deadlock: the transaction runs again. */
@@ -262,13 +268,16 @@ export class Executor {
   }
 
   async #reader(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, within?: Effects): Promise<RunResult> {
-    const buffered = within?.writes.get(stateKey(r.type.name, stateId));
-    const json = buffered ? buffered.json : await this.states.committedJson(r.type.name, stateId);
-    if (r.type.constructors.length > 0) {
+    const key = stateKey(r.type.name, stateId);
+    // A state a caller in this transaction is changing: read as it is now.
+    const live = within?.live.get(key);
+    const buffered = within?.writes.get(key);
+    const json = live || buffered ? buffered?.json : await this.states.committedJson(r.type.name, stateId);
+    if (r.type.constructors.length > 0 && !live) {
       const refused = constructedProblem(r, stateId, json !== undefined);
       if (refused) return { outcome: this.#aborted(r, refused), committed: DONE };
     }
-    const state = this.states.parse(r.type, stateId, json);
+    const state = live ? structuredClone(live) : this.states.parse(r.type, stateId, json);
     const ctx = new ReaderContext(this.#caller("reader", o, within), "reader", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt, o.auth);
     const outcome = await this.#call(r, ctx, Object.freeze(state), request);
     if (o.witness) {
@@ -313,18 +322,26 @@ export class Executor {
   async #nestedWriter(r: ResolvedMethod, stateId: string, request: unknown, o: RunOptions, tx: Effects): Promise<RunResult> {
     const key = stateKey(r.type.name, stateId);
     await this.#join(tx, key, o.signal);
+    const live = tx.live.get(key);
     let state: Record<string, unknown>;
     try {
-      state = await this.#readWithin(tx, r, stateId, key);
+      state = live ?? (await this.#readWithin(tx, r, stateId, key));
     } catch (e) {
       if (isEndingError(e)) return { outcome: this.#aborted(r, e), committed: DONE };
       throw e;
     }
     const own: Effects = { ...tx, tasks: [] };
     const ctx = new WriterContext(this.#caller("writer", o, own), "writer", r.type.name, stateId, o.signal, undefined, undefined, o.auth);
-    const outcome = await this.#call(r, ctx, state, request);
+    const undo = snapshot(live === undefined ? new Map() : new Map([[key, live]]));
+    let outcome: Outcome | undefined;
+    try {
+      outcome = await this.#call(r, ctx, state, request);
+    } finally {
+      if (outcome?.status !== "COMPLETED") undo();
+    }
     if (outcome.status === "COMPLETED") {
-      this.#wrote(tx, key, r, stateId, state);
+      // On a state its caller is changing, the caller writes it when it ends.
+      if (live === undefined) this.#wrote(tx, key, r, stateId, state);
       tx.tasks.push(...own.tasks);
     }
     return { outcome, committed: DONE };
@@ -340,17 +357,29 @@ export class Executor {
     await this.#join(tx, key, o.signal);
     const writes = new Map(tx.writes);
     const tasks = tx.tasks.length;
+    // What this call may change of the states its callers are changing.
+    const restoreLive = snapshot(tx.live);
     const undo = () => {
       tx.writes.clear();
       for (const [k, w] of writes) tx.writes.set(k, w);
       tx.tasks.length = tasks;
+      restoreLive();
     };
+    const live = tx.live.get(key);
     try {
-      const state = await this.#readWithin(tx, r, stateId, key);
+      const state = live ?? (await this.#readWithin(tx, r, stateId, key));
       const ctx = new TransactionContext(this.#caller("transaction", o, tx), "transaction", r.type.name, stateId, o.signal, undefined, undefined, o.auth);
-      const outcome = await this.#call(r, ctx, state, request);
-      if (outcome.status === "COMPLETED") this.#wrote(tx, key, r, stateId, state);
-      else undo();
+      if (live === undefined) tx.live.set(key, state);
+      let outcome: Outcome;
+      try {
+        outcome = await this.#call(r, ctx, state, request);
+      } finally {
+        if (live === undefined) tx.live.delete(key);
+      }
+      // On a state its caller is changing, the caller writes it when it ends.
+      if (outcome.status === "COMPLETED") {
+        if (live === undefined) this.#wrote(tx, key, r, stateId, state);
+      } else undo();
       return { outcome, committed: DONE };
     } catch (e) {
       undo();
@@ -418,6 +447,7 @@ export class Executor {
     const read = await this.#readOrEnd(effects, r, stateId);
     if ("ended" in read) return read.ended;
     const { state } = read;
+    effects.live.set(key, state);
     const ctx = new TransactionContext(this.#caller("transaction", o, effects), "transaction", r.type.name, stateId, o.signal, o.task?.taskId, o.task?.attempt, o.auth);
     let outcome: Outcome;
     try {
@@ -778,8 +808,19 @@ function newStateVersion(): number {
   return 1 + Math.floor(Math.random() * (Number.MAX_SAFE_INTEGER - 1));
 }
 
+/** Copies of these state objects; the function returned puts each object back as it was, in place. */
+function snapshot(states: ReadonlyMap<string, Record<string, unknown>>): () => void {
+  const copies = [...states.values()].map((state) => [state, structuredClone(state)] as const);
+  return () => {
+    for (const [state, copy] of copies) {
+      for (const k of Object.keys(state)) delete state[k];
+      Object.assign(state, copy);
+    }
+  };
+}
+
 function newEffects(owner: LockOwner = newOwner(false), witnessing = false): Effects {
-  return { writes: new Map(), tasks: [], held: new Map(), reads: new Map(), versions: new Map(), ...(witnessing ? { inputs: new Map() } : {}), owner };
+  return { writes: new Map(), tasks: [], held: new Map(), reads: new Map(), versions: new Map(), live: new Map(), ...(witnessing ? { inputs: new Map() } : {}), owner };
 }
 
 export { describeState, CALLER };
