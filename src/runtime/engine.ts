@@ -70,6 +70,19 @@ export interface EngineOptions {
   maxValueBytes?: number;
 }
 
+/** Someone waiting for a task's end, by the task id they gave. */
+interface Waiter {
+  taskId: TaskId;
+  resolve: (outcome: Outcome) => void;
+  reject: (e: Error) => void;
+}
+
+/** The task `uuid` ended: a waiter that named it under another state has no such task. */
+function settle(waiter: Waiter, stateType: string, stateId: string, outcome: Outcome): void {
+  if (waiter.taskId.stateType === stateType && waiter.taskId.stateId === stateId) waiter.resolve(outcome);
+  else waiter.reject(new TaskNotFound(TaskId.format(waiter.taskId)));
+}
+
 function idOf(t: { stateType: string; stateId: string; uuid: string }): TaskId {
   return { stateType: t.stateType, stateId: t.stateId, taskUuid: t.uuid };
 }
@@ -89,7 +102,7 @@ function fromRow(row: TaskRow, due: number): WindowTask {
  */
 export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   readonly #running = new Map<string, Running>();
-  readonly #waiters = new Map<string, { resolve: (outcome: Outcome) => void; reject: (e: Error) => void }[]>();
+  readonly #waiters = new Map<string, Waiter[]>();
   /** Tasks whose cancel is being committed: none of their attempts starts or commits its end meanwhile. */
   readonly #cancelling = new Map<string, Promise<void>>();
   /** Running attempts that hold no slot now (see idle()). */
@@ -312,7 +325,8 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
         if (list.length === 0 && this.#waiters.get(taskId.taskUuid) === list) this.#waiters.delete(taskId.taskUuid);
       };
       const onAbort = () => (forget(), reject(signal!.reason));
-      const waiter = {
+      const waiter: Waiter = {
+        taskId,
         resolve: (outcome: Outcome) => (signal?.removeEventListener("abort", onAbort), resolve(outcome)),
         reject: (e: Error) => (signal?.removeEventListener("abort", onAbort), reject(e)),
       };
@@ -390,7 +404,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
           if (!FINISHED.has(row.status)) continue;
           const waiters = this.#waiters.get(row.uuid);
           this.#waiters.delete(row.uuid);
-          for (const w of waiters ?? []) w.resolve(outcomeOf(row));
+          for (const w of waiters ?? []) settle(w, row.state_type, row.state_id, outcomeOf(row));
         }
       },
       (error: unknown) => this.#emit("store:error", { error }),
@@ -637,7 +651,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     if (waiters) {
       // Waiters get what the store holds, as a waiter after a restart would.
       const stored = asStored(outcome);
-      for (const w of waiters) w.resolve(stored);
+      for (const w of waiters) settle(w, taskId.stateType, taskId.stateId, stored);
     }
     this.#emit("task:finished", { taskId, outcome });
   }
