@@ -59,13 +59,15 @@ if (!summaryOnly) {
     const configFile = join(OUT, `${name}.config.json`);
     writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`);
     console.log(`\n== mutation testing, part '${name}': ${PARTS[name].join(" ")}`);
+    // The code it mutates is copied as it starts: that is the commit it measures.
     const started = Date.now();
+    const at = commit();
     const run = spawnSync("npx", ["stryker", "run", configFile], { stdio: "inherit" });
     if (run.status !== 0) {
       console.error(`Part '${name}' did not end (exit ${run.status ?? run.signal}); the parts before it are saved.`);
       process.exit(1);
     }
-    writeFileSync(join(OUT, `${name}.meta.json`), `${JSON.stringify({ commit: commit(), endedAt: new Date().toISOString(), seconds: Math.round((Date.now() - started) / 1000) })}\n`);
+    writeFileSync(join(OUT, `${name}.meta.json`), `${JSON.stringify({ commit: at, endedAt: new Date().toISOString(), seconds: Math.round((Date.now() - started) / 1000) })}\n`);
   }
 }
 summary();

@@ -132,6 +132,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   ) {
     super();
     this.#shared = store.shared;
+    // Stryker disable all: runs on a shared store (PostgreSQL) only, which mutation runs do not use (stryker.config.json)
     if (this.#shared) {
       this.#claimer = new Claimer(this.#shared, {
         free: () => (this.#stopping ? 0 : this.options.concurrency - this.#busy),
@@ -147,6 +148,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       });
       return;
     }
+    // Stryker restore all
     const local = store.local!;
     this.#window = new DueWindow(
       {
@@ -193,6 +195,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     this.#window!.refill();
   }
 
+  // Stryker disable all: runs on a shared store (PostgreSQL) only, which mutation runs do not use (stryker.config.json)
   /**
    * Joins the servers of a shared store: says which methods this server's code has, makes
    * the tasks that waited for one of them due, listens for news, keeps the leases of its
@@ -255,6 +258,8 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     }
   }
 
+  // Stryker restore all
+
   /**
    * Swaps in a new code version; every failing task is retried on it at once (one update of
    * the store, then the window reads what is due now).
@@ -265,14 +270,11 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     const now = Date.now();
     let retried: TaskKey[] = [];
     await this.store.commit((w) => w.retryFailing(now, (rows) => (retried = rows)));
-    const window = this.#window;
-    if (window) {
-      for (const row of retried) {
-        const task = window.get(row.uuid);
-        if (task) window.offer({ ...task, due: now, backoffStep: 0 });
-      }
-      if (retried.length > 0) window.reset();
-    } else if (retried.length > 0) this.#claimer!.poke();
+    // The window reads again what is due now (the retried tasks first); a shared store's are claimed.
+    if (retried.length > 0) {
+      if (this.#window) this.#window.reset();
+      else this.#claimer!.poke();
+    }
     return retried.map((row) => ({ stateType: row.state_type, stateId: row.state_id, taskUuid: row.uuid }));
   }
 
@@ -386,6 +388,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     this.#release(run);
   }
 
+  // Stryker disable all: runs on a shared store (PostgreSQL) only, which mutation runs do not use (stryker.config.json)
   /** Another server (or this one) cancelled these tasks: an attempt of one running here stops. */
   #heardCancelled(uuids: readonly string[]): void {
     for (const uuid of uuids) {
@@ -410,6 +413,8 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
       (error: unknown) => this.#emit("store:error", { error }),
     );
   }
+
+  // Stryker restore all
 
   /** Runs a scheduled or failing task now, its backoff reset. False if it is running or finished. */
   async retryNow(uuid: string, also?: RetryAlso): Promise<boolean> {
@@ -447,6 +452,7 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     void this.#attempt(task, undefined);
   }
 
+  // Stryker disable all: runs on a shared store (PostgreSQL) only, which mutation runs do not use (stryker.config.json)
   /** A task this server claimed: its attempt is on record already. */
   #claimed(row: ClaimedTask): void {
     // Still running here under a lease that ended (this server could not renew it): that attempt is over.
@@ -458,6 +464,8 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     }
     void this.#attempt(fromRow(row, row.due_at ?? Date.now()), row.updated_at);
   }
+
+  // Stryker restore all
 
   async idle<T>(taskUuid: string, until: Promise<T>): Promise<T> {
     const run = this.#running.get(taskUuid);
@@ -630,12 +638,15 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
     this.#offer({ ...task, backoffStep: step, due });
   }
 
+  // Stryker disable all: runs on a shared store (PostgreSQL) only, which mutation runs do not use (stryker.config.json)
   /** The store refused this attempt's end: the task is no longer this server's. */
   #lost(run: Running, version: CodeVersion, error: Error): void {
     this.#release(run);
     const { task, attempt } = run;
     this.#emit("attempt:lost", { taskId: idOf(task), method: task.method, attempt, version: version.id, reason: error.message });
   }
+
+  // Stryker restore all
 
   #waitForCode(task: WindowTask, reason: string): void {
     const now = Date.now();
