@@ -112,6 +112,7 @@ describe("slots", () => {
     // One slot: the parent holds it, then lends it to its child while it waits.
     const { task: parent } = await Flow.ref("p").spawn().parent(ctx, {});
     await within(until(() => order.includes("child")), "the child to run while the parent waits");
+    expect(rt.inMemory).toMatchObject({ running: 2, idle: 1 });
     const charges = [];
     // The second is due a millisecond after the first: they wait for the slot in that order.
     for (const amount of [0, 1]) charges.push((await Shop.ref(`s${amount}`).spawn({ when: { ms: amount } }).charge(ctx, { amount })).task);
@@ -126,7 +127,7 @@ describe("slots", () => {
     await within(Promise.all(charges), "the charges to end");
     expect(order).toEqual(["child", "charge 0", "parent resumed", "charge 1"]);
     expect(most).toBe(1);
-    expect(rt.inMemory.running).toBe(0);
+    expect(rt.inMemory).toMatchObject({ running: 0, idle: 0 });
   });
 });
 
@@ -173,6 +174,21 @@ describe("waiting for a task", () => {
     const wrong: TaskId = { ...task.taskId, stateId: "not-j" };
     await expect(rt.wait(wrong)).rejects.toMatchObject({ code: "TASK_NOT_FOUND" });
     expect(rt.inMemory.awaited).toBe(0);
+  });
+
+  test("a waiter of a task cancelled gets CANCELLED and nothing else; of a task with no response, no response", async () => {
+    const g = gated();
+    const rt = await start(new Application({ servicers: [...g.app.servicers, ...workflows(() => {}).servicers] }));
+    const ctx = rt.context();
+    const { task } = await Job.ref("j").spawn().work(ctx, { label: "j" });
+    const waiting = rt.wait(task.taskId);
+    expect(await rt.cancel(task.taskId.taskUuid)).toBe(true);
+    expect(await within(waiting, "the cancelled task's end")).toStrictEqual({ status: "CANCELLED" });
+    const { task: note } = await Shop.ref("s").spawn().note(ctx, { line: "x" });
+    const outcome = await within(rt.wait(note.taskId), "the note");
+    expect(outcome).toEqual({ status: "COMPLETED" });
+    expect(outcome.status === "COMPLETED" && outcome.response).toBeUndefined();
+    expect(await rt.wait(note.taskId)).toEqual({ status: "COMPLETED" });
   });
 
   test("a wait that names a running task under another state is refused when the task ends, as it would be after", async () => {
@@ -253,23 +269,29 @@ describe("stopping", () => {
   test.skipIf(onPostgres)("stop waits for a running attempt within its grace, and a waiter hears that the runtime stopped", async () => {
     const g = gated();
     const store = await newStore();
-    const rt = await Runtime.start(g.app, { ...store, concurrency: 1 });
+    const rt = await Runtime.start(g.app, { ...store, concurrency: 2 });
     const ctx = rt.context();
     const { task: ending } = await Job.ref("ends").spawn().work(ctx, { label: "ends" });
+    const { task: second } = await Job.ref("second").spawn().work(ctx, { label: "second" });
     const { task: later } = await Counter.ref("c").spawn({ when: { days: 1 } }).increment(ctx, {});
-    await within(until(() => g.seen.started.length === 1), "the attempt to start");
-    // Due now, but the one slot is taken: it waits for it, and is not started once stop begins.
+    await within(until(() => g.seen.started.length === 2), "both attempts to start");
+    // Due now, but both slots are taken: it waits for one, and is not started once stop begins.
     const { task: due } = await Job.ref("due").spawn().work(ctx, { label: "due" });
     g.gate("due").open();
     const waitingForLater = rt.wait(later.taskId);
     const stopped = rt.stop({ graceMs: 60_000 });
+    // One attempt ending does not end the grace: the other still runs.
+    const ended = next(rt, "task:finished");
     g.gate("ends").open();
-    await within(stopped, "stop, once the attempt has ended");
-    expect(g.seen.started).toEqual(["ends"]);
+    await ended;
+    g.gate("second").open();
+    await within(stopped, "stop, once both attempts have ended");
+    expect(g.seen.started.sort()).toEqual(["ends", "second"]);
     await expect(waitingForLater).rejects.toMatchObject({ code: "STOPPED", message: "The runtime stopped before the task finished." });
     const reopened = await Runtime.start(new Application({ servicers: [jobServicer(), CounterServicer] }), { ...store, window: { ms: 1000, tasks: 10 } });
     try {
       expect((await reopened.getTask(ending.taskId.taskUuid)).task.status).toBe("COMPLETED");
+      expect((await reopened.getTask(second.taskId.taskUuid)).task.status).toBe("COMPLETED");
       expect((await reopened.getTask(later.taskId.taskUuid)).task.status).toBe("SCHEDULED");
       expect((await reopened.getTask(due.taskId.taskUuid)).task).toMatchObject({ status: "SCHEDULED", attempts: 0 });
     } finally {

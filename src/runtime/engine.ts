@@ -179,8 +179,8 @@ export class Engine extends EventEmitter<EngineEvents> implements TaskHost {
   }
 
   /** How many tasks the engine holds in memory, waiting and running: bounded, whatever the store holds. */
-  get inMemory(): { waiting: number; running: number; awaited: number } {
-    return { waiting: this.#window?.size ?? 0, running: this.#running.size, awaited: this.#waiters.size };
+  get inMemory(): { waiting: number; running: number; idle: number; awaited: number } {
+    return { waiting: this.#window?.size ?? 0, running: this.#running.size, idle: this.#idleCount, awaited: this.#waiters.size };
   }
 
   /**

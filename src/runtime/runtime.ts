@@ -278,11 +278,11 @@ export class Runtime {
   }
 
   /**
-   * The tasks held in memory: those due soon (see `window`), those running, and those
-   * someone here awaits (`awaited`). It does not grow with the number of tasks waiting in
-   * the store.
+   * The tasks held in memory: those due soon (see `window`), those running (`idle` of them
+   * wait for a child or a sleep, and hold no slot meanwhile), and those someone here awaits
+   * (`awaited`). It does not grow with the number of tasks waiting in the store.
    */
-  get inMemory(): { waiting: number; running: number; awaited: number } {
+  get inMemory(): { waiting: number; running: number; idle: number; awaited: number } {
     return this.#engine.inMemory;
   }
 
