@@ -25,6 +25,8 @@ describe("retryDelay", () => {
     expect(resolveRetry({ initialMs: 10 }, { maxMs: 50 })).toEqual({ initialMs: 10, maxMs: 50, multiplier: 2, jitter: true });
     expect(resolveRetry({ jitter: false }, {})).toMatchObject({ jitter: false });
     expect(resolveRetry({ initialMs: -5, multiplier: Number.NaN })).toEqual(DEFAULT_RETRY);
+    expect(resolveRetry({ maxMs: Number.POSITIVE_INFINITY })).toEqual(DEFAULT_RETRY);
+    expect(resolveRetry({ initialMs: 0 })).toMatchObject({ initialMs: 0 });
   });
 });
 
