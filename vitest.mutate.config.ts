@@ -37,6 +37,7 @@ export default defineConfig({
       "test/engine.test.ts",
       "test/due-window.test.ts",
       "test/own-instance.test.ts",
+      "test/executor.test.ts",
     ],
   },
 });
