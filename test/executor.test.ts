@@ -182,3 +182,83 @@ describe("effect validation's report of two runs", () => {
     expect(compareRuns(run({ response: "x".repeat(120) }), run())[0]).toBe(`its response differs (first ${"x".repeat(120)}, then COMPLETED {})`);
   });
 });
+
+const { Vault, Mover } = defineApi({
+  Vault: {
+    state: { owner: z.string(), n: z.number().default(0) },
+    methods: {
+      create: { kind: "writer", factory: {}, request: { owner: z.string() }, response: z.void() },
+      add: { kind: "writer", request: {}, response: { n: z.number() } },
+      addTx: { kind: "transaction", request: {}, response: { n: z.number() } },
+      get: { kind: "reader", request: {}, response: { owner: z.string(), n: z.number() } },
+    },
+  },
+  Mover: {
+    state: {},
+    methods: {
+      /** Constructs Vault(id) and adds to it, in one transaction. */
+      setup: { kind: "transaction", request: { id: z.string() }, response: { n: z.number() } },
+      /** Calls `via` on Vault(id), which does not exist; says what it was refused with. */
+      missing: { kind: "transaction", request: { id: z.string(), via: z.enum(["add", "addTx", "create twice"]) }, response: { refused: z.string() } },
+    },
+  },
+});
+
+const vaults = new Application({
+  servicers: [
+    Vault.servicer({
+      async create(ctx, state, req) {
+        state.owner = req.owner;
+      },
+      async add(ctx, state) {
+        state.n += 1;
+        return { n: state.n };
+      },
+      async addTx(ctx, state) {
+        state.n += 10;
+        return { n: state.n };
+      },
+      async get(ctx, state) {
+        return { owner: state.owner, n: state.n };
+      },
+    }),
+    Mover.servicer({
+      async setup(ctx, state, req) {
+        await Vault.ref(req.id).create(ctx, { owner: "mover" });
+        return Vault.ref(req.id).add(ctx);
+      },
+      async missing(ctx, state, req) {
+        try {
+          if (req.via === "add") await Vault.ref(req.id).add(ctx);
+          else if (req.via === "addTx") await Vault.ref(req.id).addTx(ctx);
+          else {
+            await Vault.ref(req.id).create(ctx, { owner: "first" });
+            await Vault.ref(req.id).create(ctx, { owner: "second" });
+          }
+          return { refused: "" };
+        } catch (e) {
+          return { refused: (e as Error).name };
+        }
+      },
+    }),
+  ],
+});
+
+describe("constructors, inside a transaction", () => {
+  test("an instance constructed earlier in the transaction can be called; constructing it again is refused", async () => {
+    const rt = await start(vaults);
+    const ctx = rt.context();
+    expect(await Mover.ref("m").setup(ctx, { id: "v" })).toEqual({ n: 1 });
+    expect(await Vault.ref("v").get(ctx)).toEqual({ owner: "mover", n: 1 });
+    expect(await Mover.ref("m").missing(ctx, { id: "w", via: "create twice" })).toEqual({ refused: "StateAlreadyConstructed" });
+    // The first construction stays: the transaction caught the refusal and completed.
+    expect(await Vault.ref("w").get(ctx)).toEqual({ owner: "first", n: 0 });
+  });
+
+  test.each(["add", "addTx"] as const)("%s on an instance never constructed is refused with StateNotConstructed, which the caller can catch", async (via) => {
+    const rt = await start(vaults);
+    const ctx = rt.context();
+    expect(await Mover.ref("m").missing(ctx, { id: "nothing", via })).toEqual({ refused: "StateNotConstructed" });
+    await expect(Vault.ref("nothing").get(ctx)).rejects.toMatchObject({ name: "StateNotConstructed" });
+  });
+});
