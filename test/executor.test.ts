@@ -120,6 +120,25 @@ describe("which kind of method may call which", () => {
   });
 });
 
+describe("every kind as a task", () => {
+  test("a reader, writer, transaction and workflow task each end COMPLETED in the store, with their response", async () => {
+    const rt = await start(app);
+    const ctx = rt.context();
+    const box = Box.ref("t");
+    const tasks = [
+      (await box.spawn().read(ctx)).task,
+      (await box.spawn().write(ctx)).task,
+      (await box.spawn().transact(ctx)).task,
+      (await box.spawn().flow(ctx)).task,
+    ];
+    expect(await within(Promise.all(tasks), "the four tasks")).toEqual([{ got: "read" }, { got: "write" }, { got: "transact" }, { got: "flow" }]);
+    for (const [i, task] of tasks.entries()) {
+      const { task: info } = await rt.getTask(task.taskId.taskUuid);
+      expect(info, `task ${i}`).toMatchObject({ status: "COMPLETED", response: { got: ["read", "write", "transact", "flow"][i] } });
+    }
+  });
+});
+
 describe("what a writer schedules", () => {
   test("is due at once when it commits: it runs without the clock moving", async () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"], now: new Date("2026-01-01T00:00:00Z") });
