@@ -38,6 +38,7 @@ export default defineConfig({
       "test/due-window.test.ts",
       "test/own-instance.test.ts",
       "test/executor.test.ts",
+      "test/options.test.ts",
     ],
   },
 });
