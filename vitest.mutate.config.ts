@@ -39,6 +39,7 @@ export default defineConfig({
       "test/own-instance.test.ts",
       "test/executor.test.ts",
       "test/options.test.ts",
+      "test/stray-errors.test.ts",
     ],
   },
 });
