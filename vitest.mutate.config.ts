@@ -40,6 +40,7 @@ export default defineConfig({
       "test/executor.test.ts",
       "test/options.test.ts",
       "test/stray-errors.test.ts",
+      "test/runtime-api.test.ts",
     ],
   },
 });

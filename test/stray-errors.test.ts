@@ -17,13 +17,13 @@ const EVENTS: Event[] = ["uncaughtException", "unhandledRejection"];
 let runners: Map<Event, NodeJS.UncaughtExceptionListener[]>;
 
 beforeEach(() => {
-  runners = new Map(EVENTS.map((event) => [event, process.listeners(event) as NodeJS.UncaughtExceptionListener[]]));
+  runners = new Map(EVENTS.map((event) => [event, process.listeners(event as "uncaughtException") as NodeJS.UncaughtExceptionListener[]]));
   for (const event of EVENTS) process.removeAllListeners(event);
 });
 afterEach(() => {
   for (const event of EVENTS) {
     process.removeAllListeners(event);
-    for (const listener of runners.get(event)!) process.on(event, listener);
+    for (const listener of runners.get(event)!) process.on(event as "uncaughtException", listener);
   }
   vi.restoreAllMocks();
 });
@@ -44,7 +44,7 @@ function owner(open = true): ErrorOwner & { taken: Error[]; open: boolean } {
 
 /** The next error of `event` that reaches a listener of the test's own (added after mend's). */
 function nextSeen(event: Event): Promise<unknown> {
-  return within(new Promise((resolve) => process.once(event, resolve)), `an ${event} event`);
+  return within(new Promise((resolve) => process.once(event as "uncaughtException", resolve)), `an ${event} event`);
 }
 
 describe("catchStrayErrors", () => {
