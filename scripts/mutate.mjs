@@ -7,6 +7,12 @@
 //   npm run mutate                  every part, in order, then the table of scores
 //   npm run mutate -- engine store  those parts
 //   npm run mutate -- --summary     the table from the saved reports only
+//   npm run mutate -- --timeouts    test again the mutants that timed out (a busy machine
+//                                   makes a run slow enough to time out: a false kill)
+//
+// Stryker's incremental mode never tests a static mutant (code run as a module loads) again
+// once it survived, even after tests were added that kill it: each part's survivors of that
+// kind are tested again on every run.
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -35,6 +41,7 @@ const PARTS = {
 const OUT = "reports/mutation";
 const args = process.argv.slice(2);
 const summaryOnly = args.includes("--summary");
+const retestTimeouts = args.includes("--timeouts");
 const named = args.filter((a) => !a.startsWith("--"));
 for (const name of named) {
   if (!(name in PARTS)) {
@@ -56,6 +63,8 @@ if (!summaryOnly) {
       jsonReporter: { fileName: join(OUT, `${name}.json`) },
       htmlReporter: { fileName: join(OUT, `${name}.html`) },
     };
+    const forgotten = forget(config.incrementalFile, (m) => (m.static && (m.status === "Survived" || m.status === "NoCoverage")) || (retestTimeouts && m.status === "Timeout"));
+    if (forgotten > 0) console.log(`${forgotten} mutants of part '${name}' are tested again (static survivors${retestTimeouts ? ", timeouts" : ""}).`);
     const configFile = join(OUT, `${name}.config.json`);
     writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`);
     console.log(`\n== mutation testing, part '${name}': ${PARTS[name].join(" ")}`);
@@ -71,6 +80,20 @@ if (!summaryOnly) {
   }
 }
 summary();
+
+/** Drops from an incremental file the mutants `again` picks, so that Stryker tests them again; how many. */
+function forget(file, again) {
+  if (!existsSync(file)) return 0;
+  const incremental = JSON.parse(readFileSync(file, "utf8"));
+  let dropped = 0;
+  for (const f of Object.values(incremental.files)) {
+    const kept = f.mutants.filter((m) => !again(m));
+    dropped += f.mutants.length - kept.length;
+    f.mutants = kept;
+  }
+  if (dropped > 0) writeFileSync(file, JSON.stringify(incremental));
+  return dropped;
+}
 
 function commit() {
   const head = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
