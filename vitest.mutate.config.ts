@@ -41,6 +41,7 @@ export default defineConfig({
       "test/options.test.ts",
       "test/stray-errors.test.ts",
       "test/runtime-api.test.ts",
+      "test/executor-errors.test.ts",
     ],
   },
 });
