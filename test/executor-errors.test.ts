@@ -196,3 +196,67 @@ describe("a workflow and an instance never constructed", () => {
     expect(JSON.stringify(info.error)).toContain("open");
   });
 });
+
+describe("effect validation", () => {
+  const { Clock } = defineApi({
+    Clock: {
+      state: { n: z.number().default(0) },
+      methods: {
+        /** Schedules tick on Clock('later') a little later on each run (a counter in memory). */
+        schedulesDrifting: { kind: "writer", request: {}, response: z.void() },
+        tick: { kind: "writer", request: {}, response: z.void() },
+        /** A transaction that calls tick on Clock('inner'). */
+        callsTick: { kind: "transaction", request: {}, response: z.void() },
+      },
+    },
+  });
+  let runs = 0;
+  let ticks = 0;
+  const clocks = new Application({
+    servicers: [
+      Clock.servicer({
+        async schedulesDrifting(ctx) {
+          runs += 1;
+          await Clock.ref("later").schedule({ when: { secs: 3600 + runs } }).tick(ctx);
+        },
+        async tick(ctx, state) {
+          ticks += 1;
+          state.n += 1;
+        },
+        async callsTick(ctx) {
+          await Clock.ref("inner").tick(ctx);
+        },
+      }),
+    ],
+  });
+
+  test("a writer whose two runs schedule different tasks is named, with both", async () => {
+    const rt = await start(clocks, { effectValidation: "quiet" });
+    const seen: { method: string; differences: string[] }[] = [];
+    rt.on("effect-validation", (e) => seen.push(e));
+    runs = 0;
+    await Clock.ref("c").schedulesDrifting(rt.context());
+    expect(seen).toEqual([
+      {
+        method: "Clock.schedulesDrifting",
+        message: expect.stringMatching(/^Clock\.schedulesDrifting did not do the same thing on its two runs/),
+        differences: [`it scheduled different tasks (first [Clock('later').tick({}) in 3601000 ms], then [Clock('later').tick({}) in 3602000 ms])`],
+      },
+    ]);
+    // Only the second run's task was kept.
+    expect((await rt.listTasks({ method: "tick", limit: 10 })).map((t) => t.dueAt! - t.createdAt)).toEqual([3_602_000]);
+  });
+
+  test("a call inside a transaction runs as part of it: validated with it, not on its own", async () => {
+    const rt = await start(clocks, { effectValidation: "enabled" });
+    const seen: string[] = [];
+    rt.on("effect-validation", (e) => seen.push(e.method));
+    ticks = 0;
+    await Clock.ref("c").callsTick(rt.context());
+    expect(seen).toEqual(["Clock.callsTick"]);
+    // Two runs of the transaction, one call of tick in each; the first rolled back.
+    expect(ticks).toBe(2);
+    expect(await rt.call({ stateType: "Clock", stateId: "inner", method: "tick" }, {})).toMatchObject({ status: "COMPLETED" });
+    expect(ticks).toBe(4);
+  });
+});
