@@ -145,7 +145,9 @@ function checkIdentity(db: Database.Database, path: string): void {
   const appId = db.pragma("application_id", { simple: true }) as number;
   const version = db.pragma("user_version", { simple: true }) as number;
   const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number }).n;
-  if (appId === 0 && tables === 0) return; // a new, empty database
+  // A new, empty database. One with a schema version of its own is another program's, even
+  // with no tables: taken for new, it would be migrated from that version, skipping the first.
+  if (appId === 0 && tables === 0 && version === 0) return;
   if (appId !== APPLICATION_ID)
     throw new StoreError(`${path} is an SQLite database but not a mend store; it was left untouched.`);
   if (version > MIGRATIONS.length)
