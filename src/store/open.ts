@@ -130,7 +130,9 @@ export function openStore(path: string, options: OpenOptions = {}): Database.Dat
     if (e instanceof StoreError) throw e;
     if (isSqliteError(e, "SQLITE_BUSY", "SQLITE_LOCKED"))
       throw new StoreError(`The store ${path} is in use by ${describeHolder(path)}. Stop it first.`, { cause: e });
-    if (isSqliteError(e, "SQLITE_CORRUPT", "SQLITE_NOTADB"))
+    // SQLITE_ERROR: a migration's SQL failed, so the store's tables are not what its schema
+    // version says (its migration rolled back).
+    if (isSqliteError(e, "SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_ERROR"))
       throw new StoreError(`The store ${path} is damaged (${(e as Error).message}); it was left untouched.`, { cause: e });
     if (isDiskFull(e)) throw new StoreError(`Cannot write the store ${path}: the disk is full.`, { cause: e });
     if (isSqliteError(e, "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR"))
