@@ -230,8 +230,9 @@ export function coerceError(thrown: unknown): Error {
     try {
       text = JSON.stringify(thrown) ?? String(thrown);
     } catch {
-      // A cycle or a BigInt: inspect shows it as Node would print it.
-      text = inspect(thrown, { depth: 3, breakLength: Infinity });
+      // A cycle or a BigInt: inspect shows it as Node would print it, on one line (a task's
+      // last error keeps only its first line; compact: true, or long arrays come in rows).
+      text = inspect(thrown, { depth: 3, breakLength: Infinity, compact: true });
     }
   }
   const error = new Error(`A non-Error value was thrown: ${text}`);

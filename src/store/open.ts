@@ -130,7 +130,9 @@ export function openStore(path: string, options: OpenOptions = {}): Database.Dat
     if (e instanceof StoreError) throw e;
     if (isSqliteError(e, "SQLITE_BUSY", "SQLITE_LOCKED"))
       throw new StoreError(`The store ${path} is in use by ${describeHolder(path)}. Stop it first.`, { cause: e });
-    if (isSqliteError(e, "SQLITE_CORRUPT", "SQLITE_NOTADB"))
+    // SQLITE_ERROR: a migration's SQL failed, so the store's tables are not what its schema
+    // version says (its migration rolled back).
+    if (isSqliteError(e, "SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_ERROR"))
       throw new StoreError(`The store ${path} is damaged (${(e as Error).message}); it was left untouched.`, { cause: e });
     if (isDiskFull(e)) throw new StoreError(`Cannot write the store ${path}: the disk is full.`, { cause: e });
     if (isSqliteError(e, "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR"))
@@ -145,7 +147,9 @@ function checkIdentity(db: Database.Database, path: string): void {
   const appId = db.pragma("application_id", { simple: true }) as number;
   const version = db.pragma("user_version", { simple: true }) as number;
   const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number }).n;
-  if (appId === 0 && tables === 0) return; // a new, empty database
+  // A new, empty database. One with a schema version of its own is another program's, even
+  // with no tables: taken for new, it would be migrated from that version, skipping the first.
+  if (appId === 0 && tables === 0 && version === 0) return;
   if (appId !== APPLICATION_ID)
     throw new StoreError(`${path} is an SQLite database but not a mend store; it was left untouched.`);
   if (version > MIGRATIONS.length)
