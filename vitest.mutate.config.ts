@@ -42,6 +42,8 @@ export default defineConfig({
       "test/stray-errors.test.ts",
       "test/runtime-api.test.ts",
       "test/executor-errors.test.ts",
+      "test/errors.test.ts",
+      "test/open.test.ts",
     ],
   },
 });
