@@ -44,6 +44,7 @@ export default defineConfig({
       "test/executor-errors.test.ts",
       "test/errors.test.ts",
       "test/open.test.ts",
+      "test/store-writer.test.ts",
     ],
   },
 });
