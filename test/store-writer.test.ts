@@ -1,6 +1,7 @@
 // The SQLite store's writes, one by one, on a real file: what each leaves in the task and its
 // attempts, that each stops at its own named fault point (tests of crashes between two
 // commits arm them by name), the list's filters, and MEND_FAULTS's syntax.
+import { existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
 import { armFault, disarmFaults, InjectedFault, parseFaults } from "../src/store/faults.js";
@@ -177,5 +178,80 @@ describe("MEND_FAULTS", () => {
 
   test.each(["xstore.putMemo=throw@2 junk", "junk store.putMemo=throw", "store.putMemo=throw@", "store.putMemo=throw@x", "=throw"])("'%s' is refused", (spec) => {
     expect(() => parseFaults(spec)).toThrow(`MEND_FAULTS: '${spec}' is not point=throw|exit[@n]`);
+  });
+});
+
+describe("the SQLite store's reads and its file", () => {
+  test("getTasks gives the tasks it finds, in the order asked", async () => {
+    const store = open();
+    const a = await task(store);
+    const b = await task(store);
+    expect((await store.getTasks([b, "0192f3a4-0000-7000-8000-000000000000", a])).map((t) => t.uuid)).toEqual([b, a]);
+    expect(await store.getTasks([])).toEqual([]);
+  });
+
+  test("readState: nothing for an instance never written, its JSON for one written", async () => {
+    const store = open();
+    expect(await store.readState("Box", "b")).toBeUndefined();
+    await store.commit((w) => w.writeState("Box", "b", '{"n":1}', 0, 1));
+    expect(await store.readState("Box", "b")).toEqual({ json: '{"n":1}', version: 0 });
+  });
+
+  test("a new version is the next number of the store, or the one asked if higher", async () => {
+    const store = open();
+    expect(await store.lastVersion()).toBe(0);
+    const first = await store.newVersion(1, 10);
+    await first.recorded;
+    expect(first.number).toBe(1);
+    const second = await store.newVersion(1, 20);
+    await second.recorded;
+    expect(second.number).toBe(2);
+    const jump = await store.newVersion(7, 30);
+    await jump.recorded;
+    expect(jump.number).toBe(7);
+    expect(await store.lastVersion()).toBe(7);
+  });
+
+  test("recovery ends open attempts INTERRUPTED and parks the tasks named, waiting for new code", async () => {
+    const store = open();
+    const running = await started(store);
+    const other = await started(store);
+    store.local.recover(1000, [{ taskUuid: running, reason: "it was running when the process stopped" }], 2000);
+    expect((await store.listAttempts(running))[0]).toMatchObject({ outcome: "INTERRUPTED", error_message: "The process stopped during this attempt.", ended_at: 1100 });
+    expect(await store.getTask(running)).toMatchObject({ status: "SCHEDULED_RETRY", due_at: null, last_error: "it was running when the process stopped" });
+    // Not named: interrupted, but not parked.
+    expect((await store.listAttempts(other))[0]).toMatchObject({ outcome: "INTERRUPTED" });
+    expect(await store.getTask(other)).toMatchObject({ status: "STARTED" });
+  });
+
+  test("a store file moved away while open refuses every write from then on, even once it is back", async () => {
+    const store = open();
+    const uuid = await task(store);
+    renameSync(store.location, `${store.location}.away`);
+    await expect(task(store)).rejects.toThrow(`The store file ${store.location} was deleted while this runtime had it open; no write is accepted any more.`);
+    renameSync(`${store.location}.away`, store.location);
+    await expect(store.commit((w) => w.retryTask(uuid, 1200))).rejects.toThrow("was deleted while this runtime had it open");
+  });
+
+  test("a store file replaced while open: writes are refused, saying so", async () => {
+    const store = open();
+    await task(store);
+    rmSync(store.location);
+    writeFileSync(store.location, "");
+    await expect(task(store)).rejects.toThrow(`The store file ${store.location} was replaced while this runtime had it open`);
+  });
+
+  test("close lets the store go (its holder file too), and closing again does nothing", async () => {
+    const path = join(tempDir(), "mend.sqlite");
+    const store = new SqliteStore(path);
+    expect(existsSync(`${path}.holder`)).toBe(true);
+    await store.close();
+    expect(existsSync(`${path}.holder`)).toBe(false);
+    // Held by nobody: it opens again, and a second close of the first does not take the new holder's file.
+    const again = new SqliteStore(path);
+    stores.push(again);
+    await store.close();
+    expect(existsSync(`${path}.holder`)).toBe(true);
+    expect(await again.lastVersion()).toBe(0);
   });
 });
