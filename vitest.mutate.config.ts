@@ -45,6 +45,8 @@ export default defineConfig({
       "test/errors.test.ts",
       "test/open.test.ts",
       "test/store-writer.test.ts",
+      "test/values.test.ts",
+      "test/scheduler.test.ts",
     ],
   },
 });
