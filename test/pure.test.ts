@@ -102,6 +102,18 @@ describe("checkRequest", () => {
     expect(bearerToken("Bearer abc def")).toBe("abc def");
     expect(bearerToken("bearer abc")).toBeUndefined();
     expect(bearerToken(undefined)).toBeUndefined();
+    expect(bearerToken("xBearer abc")).toBeUndefined();
+    expect(hasAdminSecret("xBearer s3cret", "s3cret")).toBe(false);
+  });
+  test("each refusal says why, and what would let the request in", () => {
+    const loopback = { loopback: true };
+    expect(checkRequest({}, loopback)?.message).toBe("Host '' is not a loopback name; refused (DNS rebinding protection).");
+    expect(checkRequest({ host: "localhost:9991", origin: "http://localhost:3000" }, loopback)?.message).toBe(
+      "Cross-origin request from 'http://localhost:3000' refused (allow it with --allowed-origin).",
+    );
+    expect(checkRequest({ host: "localhost:9991", "sec-fetch-site": "cross-site" }, loopback)?.message).toBe(
+      "Cross-origin browser requests are refused (allow an origin with --allowed-origin).",
+    );
   });
 });
 
