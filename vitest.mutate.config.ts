@@ -47,6 +47,7 @@ export default defineConfig({
       "test/store-writer.test.ts",
       "test/values.test.ts",
       "test/scheduler.test.ts",
+      "test/version.test.ts",
     ],
   },
 });
