@@ -2,7 +2,7 @@
 // response, a declared error of another method that escapes, a kind doing what it may not,
 // a workflow reading or writing an instance never constructed. Each is a clear error.
 import { describe, expect, test } from "vitest";
-import { Application, defineApi, z } from "mend";
+import { Application, defineApi, TaskId, z } from "mend";
 import { next, start } from "./helpers/runtimes.js";
 
 const FULL = z.object({ type: z.literal("Full"), size: z.number() });
@@ -258,5 +258,75 @@ describe("effect validation", () => {
     expect(ticks).toBe(2);
     expect(await rt.call({ stateType: "Clock", stateId: "inner", method: "tick" }, {})).toMatchObject({ status: "COMPLETED" });
     expect(ticks).toBe(4);
+  });
+});
+
+describe("what a method's context says", () => {
+  const { Probe } = defineApi({
+    Probe: {
+      state: { seen: z.array(z.string()).default([]) },
+      methods: {
+        read: { kind: "reader", request: {}, response: { kind: z.string(), type: z.string(), id: z.string() } },
+        write: { kind: "writer", request: {}, response: { kind: z.string(), type: z.string(), id: z.string() } },
+        transact: { kind: "transaction", request: {}, response: { kind: z.string(), type: z.string(), id: z.string(), inner: z.string() } },
+        flow: { kind: "workflow", request: {}, response: { kind: z.string(), type: z.string(), id: z.string() } },
+        /** A reader or writer that waits for the task named: refused. */
+        readerWaits: { kind: "reader", request: { taskId: z.string() }, response: z.void() },
+        writerWaits: { kind: "writer", request: { taskId: z.string() }, response: z.void() },
+      },
+    },
+  });
+  const said = (ctx: { kind: string; stateType: string; stateId: string }) => ({ kind: ctx.kind, type: ctx.stateType, id: ctx.stateId });
+  const probes = new Application({
+    servicers: [
+      Probe.servicer({
+        async read(ctx) {
+          return said(ctx);
+        },
+        async write(ctx) {
+          return said(ctx);
+        },
+        async transact(ctx) {
+          // A writer called inside the transaction, on another instance, sees a writer's context.
+          const inner = await Probe.ref("inner").write(ctx);
+          return { ...said(ctx), inner: `${inner.kind} ${inner.type}('${inner.id}')` };
+        },
+        async flow(ctx) {
+          return said(ctx);
+        },
+        async readerWaits(ctx, state, req) {
+          await Probe.ReadTask.retrieve(ctx, { taskId: req.taskId });
+        },
+        async writerWaits(ctx, state, req) {
+          await Probe.ReadTask.retrieve(ctx, { taskId: req.taskId });
+        },
+      }),
+    ],
+  });
+
+  test("its kind, state type and id, in each kind of method, called and as a task", async () => {
+    const rt = await start(probes);
+    const ctx = rt.context();
+    expect(await Probe.ref("p").read(ctx)).toEqual({ kind: "reader", type: "Probe", id: "p" });
+    expect(await Probe.ref("p").write(ctx)).toEqual({ kind: "writer", type: "Probe", id: "p" });
+    expect(await Probe.ref("p").transact(ctx)).toEqual({ kind: "transaction", type: "Probe", id: "p", inner: "writer Probe('inner')" });
+    expect(await Probe.ref("p").flow(ctx)).toEqual({ kind: "workflow", type: "Probe", id: "p" });
+    const tasks = await Promise.all([Probe.ref("t").spawn().read(ctx), Probe.ref("t").spawn().write(ctx), Probe.ref("t").spawn().transact(ctx)]);
+    expect(await Promise.all(tasks.map(({ task }) => task))).toEqual([
+      { kind: "reader", type: "Probe", id: "t" },
+      { kind: "writer", type: "Probe", id: "t" },
+      { kind: "transaction", type: "Probe", id: "t", inner: "writer Probe('inner')" },
+    ]);
+  });
+
+  test.each(["readerWaits", "writerWaits"] as const)("%s: only a workflow may wait for a task", async (method) => {
+    const rt = await start(probes);
+    const { task } = await Probe.ref("p").spawn().read(rt.context());
+    await task;
+    const kind = method === "readerWaits" ? "reader" : "writer";
+    await expect(Probe.ref("p")[method](rt.context(), { taskId: TaskId.format(task.taskId) })).rejects.toMatchObject({
+      name: "NotAllowed",
+      message: `A ${kind} cannot wait for a task; a workflow can.`,
+    });
   });
 });
