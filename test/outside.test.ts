@@ -124,17 +124,22 @@ function world() {
 afterEach(() => disarmFaults());
 
 describe("the authorizer", () => {
-  test("is asked with the request as the method gets it (defaults filled in), for a call and for a spawn", async () => {
+  // A client's ref validates its request before sending it; a server passes the body as it came.
+  test("is asked with the request as the method gets it (defaults filled in), for a call and a spawn as a server passes them", async () => {
     const w = world();
     const rt = await start(w.app());
-    const admin = rt.context({ bearerToken: "t-admin" });
-    expect(await Vault.ref("v").deposit(admin, {})).toEqual({ n: 1 });
-    const { task } = await Vault.ref("v").spawn().later(admin, {});
-    expect(await task).toEqual({ done: true });
+    const from = { auth: { userId: "admin" } };
+    const deposit = { stateType: "Vault", stateId: "v", method: "deposit" };
+    expect(await rt.call(deposit, {}, undefined, from)).toEqual({ status: "COMPLETED", response: { n: 1 } });
+    const taskId = await rt.spawn({ stateType: "Vault", stateId: "v", method: "later" }, {}, undefined, from);
+    expect(await rt.wait(taskId)).toEqual({ status: "COMPLETED", response: { done: true } });
     expect(w.asked).toEqual([
       { method: "deposit", request: { by: 1 }, userId: "admin" },
       { method: "later", request: { by: 1 }, userId: "admin" },
     ]);
+    // A request the schema refuses is refused before the authorizer is asked.
+    await expect(rt.call(deposit, { by: "ten" }, undefined, from)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    expect(w.asked).toHaveLength(2);
   });
 
   test("a spawn it allows, without a key, makes one task that runs; one it denies makes none", async () => {
@@ -173,9 +178,13 @@ describe("a call with an idempotency key", () => {
   test("is keyed by the validated request: the same call with its defaults spelled out is the same call", async () => {
     const w = world();
     const rt = await start(w.app());
-    const ctx = rt.context({ idempotencySeed: "s" });
-    expect(await Cell.ref("a").idempotently("k").add(ctx, {})).toEqual({ n: 1 });
-    expect(await Cell.ref("a").idempotently("k").add(ctx, { by: 1, note: "" })).toEqual({ n: 1 });
+    const add = { stateType: "Cell", stateId: "a", method: "add" };
+    const from = { idempotency: { seed: "s", alias: "k" } };
+    expect(await rt.call(add, {}, undefined, from)).toEqual({ status: "COMPLETED", response: { n: 1 } });
+    expect(await rt.call(add, { by: 1, note: "" }, undefined, from)).toEqual({ status: "COMPLETED", response: { n: 1 } });
+    expect(await rt.spawn(add, {}, { days: 1 }, { idempotency: { seed: "s", alias: "sp" } })).toEqual(
+      await rt.spawn(add, { note: "" }, { days: 1 }, { idempotency: { seed: "s", alias: "sp" } }),
+    );
     expect(w.runs.add).toBe(1);
   });
 
