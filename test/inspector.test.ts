@@ -6,7 +6,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, test } from "vitest";
 import { Application, atLeastOnce, defineApi, startServer, z, type RunningServer, type Runtime, type TaskId } from "mend";
-import { RerunRefused } from "../src/runtime/inspector.js";
+import { RerunRefused, type Inspector } from "../src/runtime/inspector.js";
 import { PipelineServicer } from "./apps/steps/src/main.js";
 import { next, start, within } from "./helpers/runtimes.js";
 import { tempDir } from "./helpers/temp.js";
@@ -64,6 +64,9 @@ async function spawnAndWait(rt: Runtime, id: string, method: "run" | "poll", req
   return taskId;
 }
 
+/** The runtime's inspector (internal: the package's types leave it out). */
+const inspect = (rt: Runtime) => (rt as unknown as { inspector: Inspector }).inspector;
+
 const NO_TASK = "00000000-0000-4000-8000-000000000000";
 
 describe("a workflow's steps", () => {
@@ -72,7 +75,7 @@ describe("a workflow's steps", () => {
     const size = 70_000;
     const { task } = await Doc.ref("d").spawn().build(rt.context(), { size });
     expect(await task).toEqual({ length: size });
-    const [big, small, ...rest] = await rt.inspector.steps(task.taskId.taskUuid);
+    const [big, small, ...rest] = await inspect(rt).steps(task.taskId.taskUuid);
     expect(rest).toEqual([]);
     expect(big).toEqual({
       alias: "big",
@@ -90,7 +93,7 @@ describe("a workflow's steps", () => {
 
   test("of a task that does not exist: TASK_NOT_FOUND", async () => {
     const rt = await start(world().app);
-    await expect(rt.inspector.steps(NO_TASK)).rejects.toMatchObject({ code: "TASK_NOT_FOUND" });
+    await expect(inspect(rt).steps(NO_TASK)).rejects.toMatchObject({ code: "TASK_NOT_FOUND" });
   });
 });
 
@@ -117,7 +120,7 @@ describe("state types, instances and counts", () => {
       db.close();
     }
     const rt = await start(world().app, { directory });
-    expect(await rt.inspector.stateTypes()).toEqual([
+    expect(await inspect(rt).stateTypes()).toEqual([
       {
         name: "Pipeline",
         inCode: true,
@@ -135,7 +138,7 @@ describe("state types, instances and counts", () => {
       { name: "Exact", inCode: false, instances: 10_000, more: false, methods: [] },
       { name: "Over", inCode: false, instances: 10_000, more: true, methods: [] },
     ]);
-    expect(await rt.inspector.counts()).toEqual({
+    expect(await inspect(rt).counts()).toEqual({
       SCHEDULED: { count: 0, more: false },
       STARTED: { count: 0, more: false },
       SCHEDULED_RETRY: { count: 0, more: false },
@@ -150,7 +153,7 @@ describe("state types, instances and counts", () => {
     const rt = await start(world().app);
     const ctx = rt.context();
     for (const id of ["3", "1", "4", "2"]) await Doc.ref(id).fill(ctx, { size: Number(id) });
-    const first = await rt.inspector.instances("Doc", { limit: 3 });
+    const first = await inspect(rt).instances("Doc", { limit: 3 });
     expect(first).toEqual({
       instances: [
         { stateId: "1", bytes: 12, preview: '{"text":"x"}' },
@@ -159,7 +162,7 @@ describe("state types, instances and counts", () => {
       ],
       next: "3",
     });
-    const second = await rt.inspector.instances("Doc", { limit: 3, after: first.next! });
+    const second = await inspect(rt).instances("Doc", { limit: 3, after: first.next! });
     expect(second).toEqual({ instances: [{ stateId: "4", bytes: 15, preview: '{"text":"xxxx"}' }], next: null });
   });
 
@@ -170,12 +173,12 @@ describe("state types, instances and counts", () => {
     // {"text":"…"} is 11 bytes around the text.
     await Doc.ref("exact").fill(ctx, { size: MiB - 11 });
     await Doc.ref("over").fill(ctx, { size: MiB - 10 });
-    expect(await rt.inspector.state("Doc", "exact")).toEqual({ exists: true, bytes: MiB, state: { text: "x".repeat(MiB - 11) } });
-    const cut = await rt.inspector.state("Doc", "over");
+    expect(await inspect(rt).state("Doc", "exact")).toEqual({ exists: true, bytes: MiB, state: { text: "x".repeat(MiB - 11) } });
+    const cut = await inspect(rt).state("Doc", "over");
     expect(cut).toEqual({ exists: true, bytes: MiB + 1, cut: { bytes: MiB + 1, preview: `{"text":"${"x".repeat(1991)}` } });
     expect(cut).not.toHaveProperty("state");
-    expect(await rt.inspector.state("Doc", "over", true)).toEqual({ exists: true, bytes: MiB + 1, state: { text: "x".repeat(MiB - 10) } });
-    expect(await rt.inspector.state("Doc", "nobody")).toEqual({ exists: false, bytes: 0 });
+    expect(await inspect(rt).state("Doc", "over", true)).toEqual({ exists: true, bytes: MiB + 1, state: { text: "x".repeat(MiB - 10) } });
+    expect(await inspect(rt).state("Doc", "nobody")).toEqual({ exists: false, bytes: 0 });
   });
 });
 
@@ -190,7 +193,7 @@ describe("rerun from a step", () => {
     expect(await rt.rerun(taskId.taskUuid, "poll[1]/tick", "cli")).toEqual({ forgotten, spawns: [], loop: { alias: "poll", iteration: 1 } });
     off();
     expect(heard).toEqual([{ taskId: { stateType: "Pipeline", stateId: "f", taskUuid: taskId.taskUuid }, fromStep: "poll[1]/tick", forgotten, by: "cli" }]);
-    expect(await rt.inspector.history(taskId.taskUuid)).toEqual([
+    expect(await inspect(rt).history(taskId.taskUuid)).toEqual([
       { at: expect.any(Number), action: "rerun", by: "cli", detail: { fromStep: "poll[1]/tick", forgotten, loop: { alias: "poll", iteration: 1 } } },
     ]);
   });
@@ -213,7 +216,7 @@ describe("rerun from a step", () => {
     const w = world();
     const rt = await start(w.app, { concurrency: 1 });
     const taskId = await spawnAndWait(rt, "b", "run", {});
-    const before = await rt.inspector.steps(taskId.taskUuid);
+    const before = await inspect(rt).steps(taskId.taskUuid);
     // The one slot is held; the task, retried now, waits for it.
     const { task: blocker } = await Block.ref("x").spawn().hold(rt.context());
     await within(w.holding, "the blocker to hold the slot");
@@ -225,8 +228,8 @@ describe("rerun from a step", () => {
       code: "RUNNING",
       message: "Task is about to run, or ran since its steps were read; rerun from a step once its attempt has ended.",
     });
-    expect(await rt.inspector.steps(taskId.taskUuid)).toEqual(before);
-    expect(await rt.inspector.history(taskId.taskUuid)).toEqual([]);
+    expect(await inspect(rt).steps(taskId.taskUuid)).toEqual(before);
+    expect(await inspect(rt).history(taskId.taskUuid)).toEqual([]);
     const second = next<{ taskId: TaskId; attempt: number }>(rt, "attempt:end", (e) => e.taskId.taskUuid === taskId.taskUuid && e.attempt === 2);
     w.release();
     await blocker;
@@ -254,7 +257,7 @@ describe("rerun from a step", () => {
         expect(answer.status).toBe(200);
         await ended;
       }
-      expect((await rt.inspector.history(taskId.taskUuid)).map((h) => h.by)).toEqual(["cli", "api"]);
+      expect((await inspect(rt).history(taskId.taskUuid)).map((h) => h.by)).toEqual(["cli", "api"]);
     });
   });
 });

@@ -362,7 +362,8 @@ describe.skipIf(onPostgres)("two servers with one key at the same moment", () =>
     const engine = new Engine(store, { concurrency: 4, window: DEFAULT_WINDOW });
     opened.push({ engine, store });
     const executor = new Executor(store, new States(store), engine);
-    const version = new CodeVersion("v1", world().app());
+    // The app as the sources type it (tests see the package's types).
+    const version = new CodeVersion("v1", world().app() as unknown as ConstructorParameters<typeof CodeVersion>[1]);
     engine.attach(executor, version);
     await engine.recover();
     const outside = () => new Outside(store, executor, engine, 1 << 20);
