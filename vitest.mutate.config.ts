@@ -48,6 +48,9 @@ export default defineConfig({
       "test/values.test.ts",
       "test/scheduler.test.ts",
       "test/version.test.ts",
+      "test/outside.test.ts",
+      "test/inspector.test.ts",
+      "test/states.test.ts",
     ],
   },
 });
