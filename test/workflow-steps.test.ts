@@ -1,0 +1,195 @@
+// The steps of a workflow, in-process on a real store: what each step records and gives back
+// on a retry (memoised calls, spawns, read/write, constructors, helpers), what .always() and
+// .perWorkflow() change, how ctx.loop() ends an attempt, and the errors a misuse gets.
+import { describe, expect, test } from "vitest";
+import { atLeastOnce, atMostOnce, AtMostOnceFailedBeforeCompleting, MendError, NotAllowed, until, z, type TaskId } from "mend";
+import { Cell, Job, Ledger, stepsApp, type Body } from "./apps/workflow-steps.js";
+import { next, start } from "./helpers/runtimes.js";
+
+/** Failed tasks are retried at once. */
+const FAST = { initialMs: 0, jitter: false };
+/** Failed tasks wait an hour: only a load runs them again. */
+const SLOW = { initialMs: 3_600_000, maxMs: 3_600_000, jitter: false };
+
+type End = { taskId: TaskId; method: string; outcome: string; error?: Error };
+
+/** Starts the app with `body` as Job.run, spawns it, and gives the runtime and the task. */
+async function run(body: Body, options: { retry?: typeof FAST; children?: string[] } = {}) {
+  const rt = await start(stepsApp(body, { retry: FAST, ...options }));
+  const { task } = await Job.ref("j").spawn().run(rt.context());
+  return { rt, task, uuid: task.taskId.taskUuid };
+}
+
+async function outcomes(rt: Awaited<ReturnType<typeof start>>, uuid: string) {
+  return (await rt.getTask(uuid)).attempts.map((a) => a.outcome);
+}
+
+describe("loops", () => {
+  test("an iteration ends its attempt even when the body catches it; every later call in that attempt throws it again", async () => {
+    const caught: unknown[] = [];
+    const again: unknown[] = [];
+    const { rt, task, uuid } = await run(async (ctx) => {
+      try {
+        for await (const i of ctx.loop("tick")) if (i === 1) break;
+      } catch (e) {
+        caught.push(e);
+        await Cell.ref("late").add(ctx).catch((e2: unknown) => again.push(e2));
+        return "swallowed";
+      }
+      return "done";
+    });
+    expect(await task).toEqual({ value: "done" });
+    expect(await outcomes(rt, uuid)).toEqual(["ITERATED", "COMPLETED"]);
+    expect(caught).toHaveLength(1);
+    const nextIteration = caught[0] as Error;
+    expect(nextIteration.name).toBe("NextIteration");
+    expect(nextIteration.message).toBe('Iteration 0 of the loop "tick" is done; the workflow runs again for the next one.');
+    expect(again).toEqual([nextIteration]);
+    expect(await Cell.ref("late").get(rt.context())).toEqual({ n: 0 });
+  });
+
+  test("one loop may follow another: break ends each, wherever it comes", async () => {
+    const seen: string[] = [];
+    const { rt, task, uuid } = await run(async (ctx) => {
+      for await (const i of ctx.loop("a")) {
+        seen.push(`a${i}`);
+        break;
+      }
+      for await (const i of ctx.loop("b")) {
+        seen.push(`b${i}`);
+        if (i === 1) break;
+      }
+      return seen.length;
+    });
+    expect(await task).toEqual({ value: 4 });
+    // Loop "a" ended by break in each attempt: it records nothing and starts again at 0.
+    expect(seen).toEqual(["a0", "b0", "a0", "b1"]);
+    expect(await outcomes(rt, uuid)).toEqual(["ITERATED", "COMPLETED"]);
+  });
+
+  test("a loop inside another loop or inside a helper's fn is refused with NotAllowed", async () => {
+    const errors: unknown[] = [];
+    const { task } = await run(async (ctx) => {
+      await atLeastOnce("h", ctx, async () => {
+        for await (const _ of ctx.loop("in-helper"));
+      }).catch((e: unknown) => errors.push(e));
+      for await (const _ of ctx.loop("outer")) {
+        try {
+          for await (const _j of ctx.loop("inner"));
+        } catch (e) {
+          errors.push(e);
+        }
+        break;
+      }
+      return errors.length;
+    });
+    expect(await task).toEqual({ value: 2 });
+    for (const e of errors) {
+      expect(e).toBeInstanceOf(NotAllowed);
+      expect((e as Error).message).toBe("ctx.loop() runs only at the top level of a workflow: not inside another loop or a helper's fn.");
+    }
+  });
+
+  test("a loop's iterator keeps the protocol: after return() it is done, and next() runs nothing", async () => {
+    const { task } = await run(async (ctx) => {
+      const it = ctx.loop("manual")[Symbol.asyncIterator]();
+      const first = await it.next();
+      const ended = await it.return!();
+      const after = await it.next();
+      return { first, ended, after };
+    });
+    expect(await task).toEqual({ value: { first: { value: 0, done: false }, ended: { done: true }, after: { done: true } } });
+  });
+});
+
+describe("helpers", () => {
+  test("a helper's recorded value is given back on a retry without running fn again", async () => {
+    const runs = { a: 0, b: 0, c: 0 };
+    const { rt, task, uuid } = await run(async (ctx) => {
+      const a = await atLeastOnce("a", ctx, () => ({ v: ++runs.a }));
+      const b = await atMostOnce("b", ctx, () => ++runs.b * 10);
+      const c = await until("c", ctx, () => `c${++runs.c}`);
+      if (ctx.attempt === 1) throw new Error("bug after the helpers");
+      return [a, b, c];
+    });
+    expect(await task).toEqual({ value: [{ v: 1 }, 10, "c1"] });
+    expect(runs).toEqual({ a: 1, b: 1, c: 1 });
+    expect(await outcomes(rt, uuid)).toEqual(["FAILED", "COMPLETED"]);
+  });
+
+  test("an alias must be a non-empty string: INVALID_ARGUMENT naming the helper", async () => {
+    const errors: unknown[] = [];
+    const { task } = await run(async (ctx) => {
+      await atLeastOnce("", ctx, () => 1).catch((e: unknown) => errors.push(e));
+      await atMostOnce(5 as never, ctx, () => 1).catch((e: unknown) => errors.push(e));
+      await until(undefined as never, ctx, () => 1).catch((e: unknown) => errors.push(e));
+      try {
+        for await (const _ of ctx.loop(""));
+      } catch (e) {
+        errors.push(e);
+      }
+      return errors.length;
+    });
+    expect(await task).toEqual({ value: 4 });
+    expect(errors.map((e) => [e instanceof MendError && e.code, (e as Error).message])).toEqual([
+      ["INVALID_ARGUMENT", "atLeastOnce() needs a non-empty alias."],
+      ["INVALID_ARGUMENT", "atMostOnce() needs a non-empty alias."],
+      ["INVALID_ARGUMENT", "until() needs a non-empty alias."],
+      ["INVALID_ARGUMENT", "ctx.loop() needs a non-empty alias."],
+    ]);
+  });
+
+  test("atMostOnce runs fn again after an error of any of its retryable classes, and not after another", async () => {
+    const errors = [new TypeError("refused: nothing sent"), new Error("failed halfway")];
+    let runs = 0;
+    const { rt, task, uuid } = await run(async (ctx) => {
+      try {
+        return await atMostOnce("send", ctx, () => {
+          runs++;
+          throw errors.shift()!;
+        }, { retryableErrors: [RangeError, TypeError] });
+      } catch (e) {
+        if (e instanceof AtMostOnceFailedBeforeCompleting) return "given up";
+        throw e;
+      }
+    });
+    expect(await task).toEqual({ value: "given up" });
+    expect(runs).toBe(2);
+    expect((await rt.getTask(uuid)).attempts.map((a) => [a.outcome, a.error?.name, a.error?.message])).toEqual([
+      ["FAILED", "TypeError", "refused: nothing sent"],
+      ["FAILED", "Error", "failed halfway"],
+      ["COMPLETED", undefined, undefined],
+    ]);
+  });
+
+  test("atMostOnce with no options lets fn's error through as it is, and never runs fn again", async () => {
+    let runs = 0;
+    const { rt, task, uuid } = await run(async (ctx) => {
+      try {
+        return await atMostOnce("send", ctx, () => {
+          runs++;
+          throw new Error("boom");
+        });
+      } catch (e) {
+        if (e instanceof AtMostOnceFailedBeforeCompleting) return e.message;
+        throw e;
+      }
+    });
+    expect(await task).toEqual({ value: 'atMostOnce("send") was started by an earlier attempt that did not complete it; it will not run again.' });
+    expect(runs).toBe(1);
+    expect((await rt.getTask(uuid)).attempts.map((a) => [a.outcome, a.error?.message])).toEqual([
+      ["FAILED", "boom"],
+      ["COMPLETED", undefined],
+    ]);
+  });
+
+  test("until's value that does not match its schema fails the attempt with INVALID_STEP", async () => {
+    const rt = await start(stepsApp(async (ctx) => until("typed", ctx, () => "text", { schema: z.number() }), { retry: SLOW }));
+    const failed = next<End>(rt, "attempt:end", (e) => e.method === "run");
+    await Job.ref("j").spawn().run(rt.context());
+    const { outcome, error } = await failed;
+    expect(outcome).toBe("FAILED");
+    expect((error as MendError).code).toBe("INVALID_STEP");
+    expect(error!.message).toMatch(/^The value of until\("typed"\) does not match its schema: ✖ Invalid input: expected number, received string/);
+  });
+});
