@@ -193,3 +193,181 @@ describe("helpers", () => {
     expect(error!.message).toMatch(/^The value of until\("typed"\) does not match its schema: ✖ Invalid input: expected number, received string/);
   });
 });
+
+describe("calls and spawns", () => {
+  test("a workflow that calls a workflow gets its response; the child task is made once across retries", async () => {
+    const children: string[] = [];
+    const { rt, task, uuid } = await run(async (ctx) => {
+      const { tag } = await Job.ref("kid").child(ctx, { tag: "direct" });
+      if (ctx.attempt === 1) throw new Error("bug after the child");
+      return tag;
+    }, { children });
+    expect(await task).toEqual({ value: "direct" });
+    expect(children).toEqual(["direct"]);
+    expect(await rt.listTasks({ method: "child", limit: 10 })).toHaveLength(1);
+    expect(await outcomes(rt, uuid)).toEqual(["FAILED", "COMPLETED"]);
+  });
+
+  test(".perWorkflow() on a called workflow makes one child for the whole loop, not one per iteration", async () => {
+    const children: string[] = [];
+    const tags: string[] = [];
+    const { rt, task } = await run(async (ctx) => {
+      for await (const i of ctx.loop("twice")) {
+        tags.push((await Job.ref("kid").perWorkflow("kid").child(ctx, { tag: `iteration ${i}` })).tag);
+        if (i === 1) break;
+      }
+      return tags.length;
+    }, { children });
+    expect(await task).toEqual({ value: 2 });
+    expect(tags).toEqual(["iteration 0", "iteration 0"]);
+    expect(children).toEqual(["iteration 0"]);
+    expect(await rt.listTasks({ method: "child", limit: 10 })).toHaveLength(1);
+  });
+
+  test("a spawn is made once across retries; .always() spawns on every attempt", async () => {
+    const children: string[] = [];
+    const { rt, task } = await run(async (ctx) => {
+      const once = await Job.ref("once").spawn().child(ctx, { tag: `once ${ctx.attempt}` });
+      const always = await Job.ref("always").always().spawn().child(ctx, { tag: `always ${ctx.attempt}` });
+      await once.task;
+      await always.task;
+      if (ctx.attempt === 1) throw new Error("bug after the spawns");
+      return ctx.attempt;
+    }, { children });
+    expect(await task).toEqual({ value: 2 });
+    expect(children.sort()).toEqual(["always 1", "always 2", "once 1"]);
+    expect(await rt.listTasks({ method: "child", limit: 10 })).toHaveLength(3);
+  });
+});
+
+describe("read() and write()", () => {
+  test("read() and write() are recorded and given back on a retry; with .always() they run on every attempt", async () => {
+    const seen: unknown[] = [];
+    const { rt, task } = await run(async (ctx) => {
+      const fresh = await Cell.ref("c").always().read(ctx);
+      const kept = await Cell.ref("c").read(ctx);
+      const every = await Cell.ref("w").always().write(ctx, (s) => (s.n += 1));
+      const once = await Cell.ref("v").write(ctx, (s) => (s.n += 1));
+      seen.push({ fresh: fresh.n, kept: kept.n, every, once });
+      if (ctx.attempt === 1) {
+        await Cell.ref("c").always().add(ctx, { by: 5 });
+        throw new Error("bug after the reads");
+      }
+      return ctx.attempt;
+    });
+    expect(await task).toEqual({ value: 2 });
+    expect(seen).toEqual([
+      { fresh: 0, kept: 0, every: 1, once: 1 },
+      { fresh: 5, kept: 0, every: 2, once: 1 },
+    ]);
+    const ctx = rt.context();
+    expect([await Cell.ref("c").get(ctx), await Cell.ref("w").get(ctx), await Cell.ref("v").get(ctx)]).toEqual([{ n: 5 }, { n: 2 }, { n: 1 }]);
+  });
+
+  test("a step whose alias now names a read or write of another instance fails with StepMismatch naming both", async () => {
+    const rt = await start(
+      stepsApp(async (ctx) => {
+        await Cell.ref("a").idempotently("r").read(ctx);
+        await Cell.ref("a").idempotently("w").write(ctx, (s) => s.n);
+        throw new Error("bug after the steps");
+      }, { retry: SLOW }),
+    );
+    const first = next<End>(rt, "attempt:end", (e) => e.method === "run");
+    const { task } = await Job.ref("j").spawn().run(rt.context());
+    expect((await first).error!.message).toBe("bug after the steps");
+
+    const mismatch = async (body: Body) => {
+      const ended = next<End>(rt, "attempt:end", (e) => e.method === "run");
+      await rt.load(stepsApp(body, { retry: SLOW }));
+      const { error } = await ended;
+      expect(error!.name).toBe("StepMismatch");
+      return error!.message;
+    };
+    expect(await mismatch(async (ctx) => Cell.ref("b").idempotently("r").read(ctx))).toMatch(
+      /^The memo of this workflow holds read of Cell\('a'\) under the alias "r", but the code now asks for read of Cell\('b'\) there\./,
+    );
+    expect(
+      await mismatch(async (ctx) => {
+        await Cell.ref("a").idempotently("r").read(ctx);
+        return Cell.ref("b").idempotently("w").write(ctx, (s) => s.n);
+      }),
+    ).toMatch(/^The memo of this workflow holds write of Cell\('a'\) under the alias "w", but the code now asks for write of Cell\('b'\) there\./);
+    expect((await rt.getTask(task.taskId.taskUuid)).task.status).toBe("SCHEDULED_RETRY");
+  });
+
+  test("a write() whose fn returns what cannot be stored fails with an error naming the step", async () => {
+    const rt = await start(stepsApp(async (ctx) => Cell.ref("c").write(ctx, () => () => "a function"), { retry: SLOW }));
+    const failed = next<End>(rt, "attempt:end", (e) => e.method === "run");
+    await Job.ref("j").spawn().run(rt.context());
+    expect((await failed).error!.message).toBe("The value of write of Cell('c') cannot be stored: the value is a function.");
+  });
+});
+
+describe("constructors without an id", () => {
+  test("the same .idempotently(alias) gives the same instance, constructed once", async () => {
+    const { rt, task } = await run(async (ctx) => {
+      const [first, made] = await Ledger.idempotently("mine").open(ctx, { owner: "first" });
+      const [second, again] = await Ledger.idempotently("mine").open(ctx, { owner: "first" });
+      return { same: first.stateId === second.stateId, made, again, id: first.stateId };
+    });
+    const { value } = (await task) as { value: { same: boolean; made: unknown; again: unknown; id: string } };
+    expect(value).toMatchObject({ same: true, made: { owner: "first" }, again: { owner: "first" } });
+    expect(await Ledger.ref(value.id).idempotently("probe").open(rt.context(), { owner: "x" }).catch((e: Error) => e.name)).toBe("StateAlreadyConstructed");
+  });
+
+  test(".perWorkflow(alias) in a loop gives every iteration the instance the first one made", async () => {
+    const ids: string[] = [];
+    const { task } = await run(async (ctx) => {
+      for await (const i of ctx.loop("l")) {
+        const [ledger, made] = await Ledger.perWorkflow("p").open(ctx, { owner: `iteration ${i}` });
+        ids.push(`${ledger.stateId} ${made.owner}`);
+        if (i === 1) break;
+      }
+      return ids.length;
+    });
+    expect(await task).toEqual({ value: 2 });
+    expect(ids).toHaveLength(2);
+    expect(ids[1]).toBe(ids[0]);
+    expect(ids[0]).toMatch(/ iteration 0$/);
+  });
+
+  test("unnamed constructors get an id each, the same ones on a retry", async () => {
+    const ids: string[][] = [];
+    const { rt, task } = await run(async (ctx) => {
+      const [x] = await Ledger.open(ctx, { owner: "x" });
+      const [y] = await Ledger.open(ctx, { owner: "y" });
+      ids.push([x.stateId, y.stateId]);
+      if (ctx.attempt === 1) throw new Error("bug after constructing");
+      return ctx.attempt;
+    });
+    expect(await task).toEqual({ value: 2 });
+    expect(ids[0]![0]).not.toBe(ids[0]![1]);
+    expect(ids[1]).toEqual(ids[0]);
+    expect(await rt.listTasks({ limit: 10 })).toHaveLength(1);
+  });
+
+  test("a constructor of another method added before an unnamed one leaves its id as it was", async () => {
+    const ids: string[] = [];
+    const rt = await start(
+      stepsApp(async (ctx) => {
+        const [ledger] = await Ledger.open(ctx, { owner: "v1" });
+        ids.push(ledger.stateId);
+        throw new Error("bug after opening");
+      }, { retry: SLOW }),
+    );
+    const first = next<End>(rt, "attempt:end", (e) => e.method === "run");
+    const { task } = await Job.ref("j").spawn().run(rt.context());
+    await first;
+    await rt.load(
+      stepsApp(async (ctx) => {
+        const [empty] = await Ledger.openEmpty(ctx);
+        const [ledger, made] = await Ledger.open(ctx, { owner: "v2" });
+        ids.push(ledger.stateId);
+        return { made, other: empty.stateId !== ledger.stateId };
+      }, { retry: SLOW }),
+    );
+    // The retry gets the recorded response of the first attempt's constructor: it did not run again.
+    expect(await task).toEqual({ value: { made: { owner: "v1" }, other: true } });
+    expect(ids[1]).toBe(ids[0]);
+  });
+});
