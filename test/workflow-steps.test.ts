@@ -371,3 +371,45 @@ describe("constructors without an id", () => {
     expect(ids[1]).toBe(ids[0]);
   });
 });
+
+describe("the steps as the dashboard shows them", () => {
+  test("each kind of step is recorded under its alias, with what it stands for, its status and value", async () => {
+    const { rt, task, uuid } = await run(async (ctx) => {
+      await Cell.ref("a").read(ctx);
+      await Cell.ref("a").write(ctx, (s) => (s.n += 2));
+      await Cell.ref("a").add(ctx, { by: 1 });
+      await Cell.ref("a").take(ctx, { by: 10 }).catch(() => undefined);
+      await Job.ref("k").spawn().child(ctx, { tag: "t" });
+      await atLeastOnce("al", ctx, () => 1);
+      await atMostOnce("am", ctx, () => 2);
+      await until("u", ctx, () => 3);
+      for await (const i of ctx.loop("l")) if (i === 1) break;
+      return "done";
+    });
+    expect(await task).toEqual({ value: "done" });
+    const [child] = await rt.listTasks({ method: "child", limit: 10 });
+    const steps = (await rt.inspector.steps(uuid)).map(({ alias, kind, step, status, value }) => ({ alias, kind, step, status, value }));
+    expect(steps).toEqual([
+      { alias: "Cell('a').read()#1", kind: "read", step: "read of Cell('a')", status: "completed", value: { n: 0 } },
+      { alias: "Cell('a').write()#1", kind: "write", step: "write of Cell('a')", status: "completed", value: 2 },
+      { alias: "Cell('a').add#1", kind: "call", step: "Cell('a').add()", status: "completed", value: { n: 3 } },
+      { alias: "Cell('a').take#1", kind: "call", step: "Cell('a').take()", status: "failed", value: { error: { type: "TooLittle", n: 3 }, message: "only 3" } },
+      { alias: "Job('k').child#1", kind: "spawn", step: "spawn of Job('k').child()", status: "completed", value: child!.taskId },
+      { alias: "al", kind: "atLeastOnce", step: "atLeastOnce()", status: "completed", value: 1 },
+      { alias: "am", kind: "atMostOnce", step: "atMostOnce()", status: "completed", value: 2 },
+      { alias: "u", kind: "until", step: "until()", status: "completed", value: 3 },
+      { alias: "l", kind: "loop", step: "ctx.loop()", status: "started", value: { iteration: 1 } },
+    ]);
+    expect(await outcomes(rt, uuid)).toEqual(["ITERATED", "COMPLETED"]);
+  });
+
+  test("an atMostOnce that ended with a retryable error shows failed until it runs again", async () => {
+    const rt = await start(
+      stepsApp(async (ctx) => atMostOnce("send", ctx, () => { throw new TypeError("refused"); }, { retryableErrors: [TypeError] }), { retry: SLOW }),
+    );
+    const failed = next<End>(rt, "attempt:end", (e) => e.method === "run");
+    const { task } = await Job.ref("j").spawn().run(rt.context());
+    expect((await failed).error!.message).toBe("refused");
+    expect((await rt.inspector.steps(task.taskId.taskUuid)).map((s) => [s.alias, s.kind, s.step, s.status])).toEqual([["send", "atMostOnce", "atMostOnce()", "failed"]]);
+  });
+});
