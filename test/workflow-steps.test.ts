@@ -4,6 +4,7 @@
 import { describe, expect, test } from "vitest";
 import { atLeastOnce, atMostOnce, AtMostOnceFailedBeforeCompleting, MendError, NotAllowed, until, z, type TaskId } from "mend";
 import { Cell, Job, Ledger, stepsApp, type Body } from "./apps/workflow-steps.js";
+import type { Inspector } from "../src/runtime/inspector.js";
 import { next, start } from "./helpers/runtimes.js";
 
 /** Failed tasks are retried at once. */
@@ -18,6 +19,11 @@ async function run(body: Body, options: { retry?: typeof FAST; children?: string
   const rt = await start(stepsApp(body, { retry: FAST, ...options }));
   const { task } = await Job.ref("j").spawn().run(rt.context());
   return { rt, task, uuid: task.taskId.taskUuid };
+}
+
+/** A task's steps as the dashboard gets them (GET /v1/tasks/:id/steps serves this list). */
+function stepsOf(rt: Awaited<ReturnType<typeof start>>, uuid: string) {
+  return (rt as unknown as { inspector: Inspector }).inspector.steps(uuid);
 }
 
 async function outcomes(rt: Awaited<ReturnType<typeof start>>, uuid: string) {
@@ -388,7 +394,7 @@ describe("the steps as the dashboard shows them", () => {
     });
     expect(await task).toEqual({ value: "done" });
     const [child] = await rt.listTasks({ method: "child", limit: 10 });
-    const steps = (await rt.inspector.steps(uuid)).map(({ alias, kind, step, status, value }) => ({ alias, kind, step, status, value }));
+    const steps = (await stepsOf(rt, uuid)).map(({ alias, kind, step, status, value }) => ({ alias, kind, step, status, value }));
     expect(steps).toEqual([
       { alias: "Cell('a').read()#1", kind: "read", step: "read of Cell('a')", status: "completed", value: { n: 0 } },
       { alias: "Cell('a').write()#1", kind: "write", step: "write of Cell('a')", status: "completed", value: 2 },
@@ -410,6 +416,6 @@ describe("the steps as the dashboard shows them", () => {
     const failed = next<End>(rt, "attempt:end", (e) => e.method === "run");
     const { task } = await Job.ref("j").spawn().run(rt.context());
     expect((await failed).error!.message).toBe("refused");
-    expect((await rt.inspector.steps(task.taskId.taskUuid)).map((s) => [s.alias, s.kind, s.step, s.status])).toEqual([["send", "atMostOnce", "atMostOnce()", "failed"]]);
+    expect((await stepsOf(rt, task.taskId.taskUuid)).map((s) => [s.alias, s.kind, s.step, s.status])).toEqual([["send", "atMostOnce", "atMostOnce()", "failed"]]);
   });
 });
