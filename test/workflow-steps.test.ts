@@ -3,7 +3,7 @@
 // .perWorkflow() change, how ctx.loop() ends an attempt, and the errors a misuse gets.
 import { describe, expect, test } from "vitest";
 import { atLeastOnce, atMostOnce, AtMostOnceFailedBeforeCompleting, MendError, NotAllowed, until, z, type TaskId } from "mend";
-import { Cell, Job, Ledger, stepsApp, type Body } from "./apps/workflow-steps.js";
+import { Big, Cell, Job, Ledger, stepsApp, type Body } from "./apps/workflow-steps.js";
 import type { Inspector } from "../src/runtime/inspector.js";
 import { next, start } from "./helpers/runtimes.js";
 
@@ -307,6 +307,13 @@ describe("read() and write()", () => {
     await Job.ref("j").spawn().run(rt.context());
     expect((await failed).error!.message).toBe("The value of write of Cell('c') cannot be stored: the value is a function.");
   });
+
+  test("a read() too large to record fails the step with an error naming the read", async () => {
+    const rt = await start(stepsApp(async (ctx) => (await Big.ref("b").read(ctx)).text.length, { retry: SLOW }), { maxValueBytes: 1_000 });
+    const failed = next<End>(rt, "attempt:end", (e) => e.method === "run");
+    await Job.ref("j").spawn().run(rt.context());
+    expect((await failed).error!.message).toMatch(/^The state read by read of Big\('b'\) is .* as JSON, over the limit of .* \(maxValueBytes\)\.$/);
+  });
 });
 
 describe("constructors without an id", () => {
@@ -417,5 +424,21 @@ describe("the steps as the dashboard shows them", () => {
     const { task } = await Job.ref("j").spawn().run(rt.context());
     expect((await failed).error!.message).toBe("refused");
     expect((await stepsOf(rt, task.taskId.taskUuid)).map((s) => [s.alias, s.kind, s.step, s.status])).toEqual([["send", "atMostOnce", "atMostOnce()", "failed"]]);
+  });
+
+  test("a helper inside until's fn is recorded under until's alias, and placed within it", async () => {
+    let evaluations = 0;
+    const { rt, task, uuid } = await run(async (ctx) =>
+      until("ready", ctx, async () => {
+        evaluations++;
+        const first = await atLeastOnce("first", ctx, () => evaluations);
+        return evaluations >= 2 && first;
+      }, { maxInterval: { ms: 1 } }),
+    );
+    expect(await task).toEqual({ value: 1 });
+    expect((await stepsOf(rt, uuid)).map((s) => [s.alias, s.kind, s.status, s.value, s.within])).toEqual([
+      ["ready/first", "atLeastOnce", "completed", 1, "ready"],
+      ["ready", "until", "completed", 1, undefined],
+    ]);
   });
 });

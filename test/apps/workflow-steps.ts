@@ -2,7 +2,7 @@
 // test/workflow-context.test.ts): each test gives the body of `Job.run`, in-process.
 import { Application, defineApi, z, type RetryPolicy, type WorkflowContext } from "mend";
 
-export const { Cell, Ledger, Job } = defineApi({
+export const { Cell, Ledger, Job, Big } = defineApi({
   Cell: {
     state: { n: z.number().default(0) },
     methods: {
@@ -22,6 +22,11 @@ export const { Cell, Ledger, Job } = defineApi({
       open: { kind: "writer", factory: {}, request: { owner: z.string() }, response: { owner: z.string() } },
       openEmpty: { kind: "writer", factory: {}, request: {}, response: { owner: z.string() } },
     },
+  },
+  /** A state whose defaults alone are 2 kB as JSON. */
+  Big: {
+    state: { text: z.string().default("x".repeat(2_000)) },
+    methods: { size: { kind: "reader", request: {}, response: { length: z.number() } } },
   },
   Job: {
     state: {},
@@ -64,6 +69,11 @@ export function stepsApp(body: Body, options: { retry?: Partial<RetryPolicy>; ch
           state.owner = "";
           state.kind = "empty";
           return { owner: "" };
+        },
+      }),
+      Big.servicer({
+        async size(ctx, state) {
+          return { length: state.text.length };
         },
       }),
       Job.servicer({
