@@ -141,6 +141,9 @@ describe("until's waits when fn reads states", () => {
     await Cell.ref("b").add(rt.context(), { by: 3 });
     expect(await within(task, "the until to see the write to b")).toEqual({ value: "a=2 b=3" });
     expect(e.at).toHaveLength(3);
+    // The wait that the write cut short leaves no timer: a stopped runtime keeps no process alive.
+    await rt.stop({ graceMs: 0 });
+    expect(vi.getTimerCount()).toBe(0);
   });
 });
 
