@@ -216,7 +216,10 @@ export class WorkflowRun implements WorkflowSteps {
     const scope = this.o.memo.scope();
     const named = mode?.kind === "perWorkflow" ? mode.alias : mode?.kind === "idempotently" ? mode.alias : undefined;
     const key = named ?? aliasOf(scope, { stateType, stateId: "(new)", method }, undefined);
-    return { stateId: deriveId(this.o.taskId.taskUuid, scope.prefix, key), ...(mode ? { mode } : {}) };
+    // `.perWorkflow(alias)` is one step for the whole workflow (its call's memo key is the bare
+    // alias), so its id must not depend on the loop iteration it runs in.
+    const prefix = mode?.kind === "perWorkflow" ? "" : scope.prefix;
+    return { stateId: deriveId(this.o.taskId.taskUuid, prefix, key), ...(mode ? { mode } : {}) };
   }
 
   // --- Helpers ----------------------------------------------------------------
