@@ -51,6 +51,8 @@ export default defineConfig({
       "test/outside.test.ts",
       "test/inspector.test.ts",
       "test/states.test.ts",
+      "test/workflow-steps.test.ts",
+      "test/workflow-context.test.ts",
     ],
   },
 });
