@@ -53,6 +53,8 @@ export default defineConfig({
       "test/states.test.ts",
       "test/workflow-steps.test.ts",
       "test/workflow-context.test.ts",
+      "test/ids.test.ts",
+      "test/reboot-bank.test.ts",
     ],
   },
 });
