@@ -205,6 +205,19 @@ describe("waiting for a task", () => {
   });
 });
 
+describe("waiting for a task that is not there", () => {
+  test("a wait for an unknown task, or for a finished one named under another state, is TASK_NOT_FOUND", async () => {
+    const rt = await start(new Application({ servicers: [jobServicer(), CounterServicer] }));
+    const unknown = { stateType: "Job", stateId: "j", taskUuid: "00000000-0000-4000-8000-000000000000" };
+    await expect(within(rt.wait(unknown), "the wait for an unknown task to end")).rejects.toMatchObject({ code: "TASK_NOT_FOUND" });
+    const { task } = await Counter.ref("c").spawn().increment(rt.context(), {});
+    await within(task, "the task to end");
+    await expect(within(rt.wait({ ...task.taskId, stateType: "Job" }), "the wait under another type")).rejects.toMatchObject({ code: "TASK_NOT_FOUND" });
+    await expect(within(rt.wait({ ...task.taskId, stateId: "d" }), "the wait under another id")).rejects.toMatchObject({ code: "TASK_NOT_FOUND" });
+    expect(rt.inMemory.awaited).toBe(0);
+  });
+});
+
 describe("operator actions", () => {
   test("cancel and retry of an unknown task throw TASK_NOT_FOUND; of a finished one they return false", async () => {
     const rt = await start(new Application({ servicers: [jobServicer(), CounterServicer] }));
