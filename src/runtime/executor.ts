@@ -143,13 +143,12 @@ export interface TaskHost {
   written?(writes: readonly { type: string; id: string }[]): void;
 }
 
-/** Which kinds of method each kind of caller may call directly. */
-const MAY_CALL: Record<Kind | "external", readonly Kind[]> = {
+/** Which kinds of method each kind of method may call directly (from outside: every kind). */
+const MAY_CALL: Record<Kind, readonly Kind[]> = {
   reader: ["reader"],
   writer: ["reader"],
   transaction: ["reader", "writer", "transaction"],
   workflow: ["reader", "writer", "transaction", "workflow"],
-  external: ["reader", "writer", "transaction", "workflow"],
 };
 
 const DONE = Promise.resolve();
