@@ -12,14 +12,14 @@ import { Account } from "../fixtures/bank/src/api.js";
 import { CounterServicer, Job, jobServicer } from "./apps/flaky.js";
 import { next } from "./helpers/runtimes.js";
 import { copyFixture, mend } from "./helpers/cli.js";
+import { smallDisk, unmountDisks } from "./helpers/disk.js";
 import { tempDir } from "./helpers/temp.js";
 
-const mounted: string[] = [];
 const runtimes: Runtime[] = [];
 // Runs before the hooks of helpers/temp.ts (hooks run in reverse order): stop, then unmount, then the folders go.
 afterEach(async () => {
   for (const rt of runtimes.splice(0)) await rt.stop({ graceMs: 0 });
-  for (const dir of mounted.splice(0)) execFileSync("umount", [dir]);
+  unmountDisks();
 });
 
 async function start(app: Application, options: RuntimeOptions): Promise<Runtime> {
@@ -28,19 +28,6 @@ async function start(app: Application, options: RuntimeOptions): Promise<Runtime
   return rt;
 }
 
-/** A small file system of its own (tmpfs), or undefined where this process may not mount one (not root). */
-function smallDisk(kib: number): string | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const dir = join(tempDir(), "disk");
-  mkdirSync(dir);
-  try {
-    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${kib}k`, "tmpfs", dir], { stdio: "ignore" });
-  } catch {
-    return undefined;
-  }
-  mounted.push(dir);
-  return dir;
-}
 
 /** Fills the disk of `dir` with files until a write fails; returns a function that frees the space. */
 function fill(dir: string): () => void {

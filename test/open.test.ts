@@ -4,23 +4,23 @@
 // and bad-input-store.test.ts.)
 import Database from "better-sqlite3";
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
 import { MendError } from "../src/api/errors.js";
 import { APPLICATION_ID, MIGRATIONS } from "../src/store/migrations.js";
 import { describeCommand, isDiskFull, openStore, releaseHolder, StoreError } from "../src/store/open.js";
+import { smallDisk, unmountDisks } from "./helpers/disk.js";
 import { tempDir } from "./helpers/temp.js";
 
 const opened: { db: Database.Database; path: string }[] = [];
-const mounted: string[] = [];
 // Runs before the hooks of helpers/temp.ts (hooks run in reverse order): close, unmount, then the folders go.
 afterEach(() => {
   for (const { db, path } of opened.splice(0)) {
     db.close();
     releaseHolder(path);
   }
-  for (const dir of mounted.splice(0)) execFileSync("umount", [dir]);
+  unmountDisks();
 });
 
 function open(path: string, options?: Parameters<typeof openStore>[1]): Database.Database {
@@ -70,19 +70,6 @@ function otherDatabase(setup: (db: Database.Database) => void): string {
   return path;
 }
 
-/** A small file system of its own (tmpfs), or undefined where this process may not mount one (not root). */
-function smallDisk(kib: number): string | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const dir = join(tempDir(), "disk");
-  mkdirSync(dir);
-  try {
-    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${kib}k`, "tmpfs", dir], { stdio: "ignore" });
-  } catch {
-    return undefined;
-  }
-  mounted.push(dir);
-  return dir;
-}
 
 describe("describeCommand names a process without the values of its arguments", () => {
   test("the script's file name, its subcommands and its flags' names", () => {
