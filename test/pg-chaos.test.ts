@@ -19,5 +19,6 @@ test(
       : { tasks: 2000, kills: 6, killDelayMs: [300, 1200] as [number, number], settleTimeoutMs: 90_000 };
     expectNothingLost(await runChaos({ mode: "cluster", store: await newSchemaUrl(), servers: 3, seed, ...options }), { seed, ...options });
   },
-  LONG ? 900_000 : 150_000,
+  // Room for the settle time, the stop (30 s at most) and the report: a run that fails says why.
+  LONG ? 900_000 : 240_000,
 );

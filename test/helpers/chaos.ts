@@ -45,7 +45,7 @@ export function chaosSeed(): number {
 type Answer = { status: number; body: any } | undefined;
 
 /** One request on a fresh connection; `undefined` when no complete answer came back (the runtime died). */
-function http(url: string, method: "GET" | "POST", path: string, body?: unknown): Promise<Answer> {
+function http(url: string, method: "GET" | "POST", path: string, body?: unknown, timeoutMs = 60_000): Promise<Answer> {
   return new Promise((resolve) => {
     let settled = false;
     const done = (answer: Answer) => {
@@ -53,7 +53,7 @@ function http(url: string, method: "GET" | "POST", path: string, body?: unknown)
     };
     const data = body === undefined ? undefined : JSON.stringify(body);
     const headers: Record<string, string | number> = data === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(data) };
-    const req = request(`${url}${path}`, { method, agent: false, headers, timeout: 60_000 }, (res) => {
+    const req = request(`${url}${path}`, { method, agent: false, headers, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
@@ -82,6 +82,8 @@ interface Target {
   up: Promise<void>;
   kill(): Promise<void>;
   stop(): Promise<number | undefined>;
+  /** Processes that did not stop on their own at the end (SIGKILLed), and what they were doing. */
+  stuck?(): string[];
 }
 
 const processes: ResultPromise[] = [];
@@ -117,10 +119,15 @@ class ServeTarget implements Target {
     processes.push(this.#child);
     const [, url] = await waitForOutput(this.#child, /serving chaos at (http:\/\/\S+)/, 30_000);
     this.url = url!;
-    // Drain the output so that the child never blocks on a full pipe.
-    this.#child.stdout?.resume();
-    this.#child.stderr?.resume();
+    // Drain the output so that the child never blocks on a full pipe; keep its end, to tell
+    // what a server that does not stop was doing.
+    const keep = (chunk: Buffer) => (this.output = (this.output + chunk.toString("utf8")).slice(-4000));
+    this.#child.stdout?.on("data", keep);
+    this.#child.stderr?.on("data", keep);
   }
+
+  /** The last characters the current process printed. */
+  output = "";
 
   async kill(): Promise<void> {
     let back!: () => void;
@@ -131,9 +138,25 @@ class ServeTarget implements Target {
     back();
   }
 
+  /** SIGTERM; a process still there 30 s later is SIGKILLed, and `stuck` says so with its output. */
   async stop(): Promise<number | undefined> {
     this.#child.kill("SIGTERM");
-    return (await this.#child).exitCode;
+    const late = setTimeout(() => {
+      this.#stuck = `${this.url} did not exit within 30 s of SIGTERM; its last output:\n${this.output}`;
+      this.#child.kill("SIGKILL");
+    }, 30_000);
+    try {
+      return (await this.#child).exitCode;
+    } finally {
+      clearTimeout(late);
+    }
+  }
+
+  #stuck: string | undefined;
+
+  /** The server, if it had to be SIGKILLed at the end, and what it was doing. */
+  stuck(): string[] {
+    return this.#stuck ? [this.#stuck] : [];
   }
 }
 
@@ -180,6 +203,11 @@ class ClusterTarget implements Target {
   async stop(): Promise<number | undefined> {
     const codes = await Promise.all(this.#servers.map((s) => s.stop()));
     return codes.find((c) => c !== 143) ?? 143;
+  }
+
+  /** What each server that had to be SIGKILLed at the end was doing. */
+  stuck(): string[] {
+    return this.#servers.flatMap((s) => s.stuck());
   }
 }
 
@@ -472,7 +500,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   try {
     await waitFor(async () => {
       for (const status of UNFINISHED) {
-        const list = await send("GET", `/v1/tasks?status=${status}&limit=1`);
+        await target.up;
+        const list = await http(target.url, "GET", `/v1/tasks?status=${status}&limit=1`, undefined, 10_000);
         if (list?.status !== 200 || list.body.tasks.length > 0) return false;
       }
       return true;
@@ -481,6 +510,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     settled = false;
   }
   const exit = await target.stop();
+  for (const line of target.stuck?.() ?? []) problem(line);
   const expectedExit = o.mode === "dev" ? 130 : 143;
   if (exit !== expectedExit) problem(`the runtime exited with ${exit} on a clean stop, not ${expectedExit}`);
   if (!settled) problem(`tasks were still unfinished ${settleTimeoutMs / 1000} s after the last kill`);
