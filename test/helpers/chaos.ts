@@ -508,6 +508,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     }, settleTimeoutMs, "every task to end");
   } catch {
     settled = false;
+    // While the servers are still up: who holds the unfinished tasks and the instance locks.
+    if (o.mode === "cluster") for (const line of await stuckInPostgres(target.storePath)) problem(line);
   }
   const exit = await target.stop();
   for (const line of target.stuck?.() ?? []) problem(line);
@@ -590,6 +592,31 @@ async function readPostgres(url: string): Promise<StoreRows> {
     return { tasks: await all(QUERIES.tasks), attempts: await all(QUERIES.attempts), memos: await all(QUERIES.memos), states: await all(QUERIES.states) };
   } finally {
     await client.end();
+  }
+}
+
+/** The unfinished tasks (with their owner and lease), the instance locks and the servers, as the store has them now. */
+async function stuckInPostgres(url: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const now = Date.now();
+    const rows = async (sql: string) => (await client.query(sql)).rows as Record<string, unknown>[];
+    const tasks = await rows(
+      `SELECT uuid, state_type, state_id, method, status, owner, due_at, attempts FROM tasks WHERE status IN ('SCHEDULED', 'STARTED', 'SCHEDULED_RETRY', 'SCHEDULED_ITERATION') ORDER BY due_at LIMIT 20`,
+    );
+    const locks = await rows(`SELECT state_type, state_id, owner, until FROM instance_locks ORDER BY until LIMIT 20`);
+    const servers = await rows(`SELECT id, heartbeat_at FROM servers`);
+    const at = (v: unknown) => (v === null ? "null" : `now${Number(v) - now >= 0 ? "+" : ""}${Number(v) - now} ms`);
+    return [
+      `store at settle time: ${servers.length} servers (${servers.map((r) => `${r.id} heartbeat ${at(r.heartbeat_at)}`).join(", ")})`,
+      ...tasks.map((t) => `  unfinished ${t.method} ${t.state_type}('${t.state_id}') ${t.status} owner ${t.owner} due ${at(t.due_at)} attempts ${t.attempts}`),
+      ...locks.map((l) => `  lock ${l.state_type}('${l.state_id}') owner ${l.owner} until ${at(l.until)}`),
+    ];
+  } catch (e) {
+    return [`could not read the store at settle time: ${(e as Error).message}`];
+  } finally {
+    await client.end().catch(() => {});
   }
 }
 
