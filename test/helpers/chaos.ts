@@ -404,9 +404,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         : new DevTarget(appDir);
   await (target as ServeTarget | DevTarget | ClusterTarget).start();
 
-  const send = async (method: "GET" | "POST", path: string, body?: unknown): Promise<Answer> => {
+  const send = async (method: "GET" | "POST", path: string, body?: unknown, timeoutMs?: number): Promise<Answer> => {
     await target.up;
-    return http(target.url, method, path, body);
+    return http(target.url, method, path, body, timeoutMs);
   };
 
   // Dev: tasks that fail until a save fixes them, retried at once by the reload.
@@ -500,8 +500,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   try {
     await waitFor(async () => {
       for (const status of UNFINISHED) {
-        await target.up;
-        const list = await http(target.url, "GET", `/v1/tasks?status=${status}&limit=1`, undefined, 10_000);
+        const list = await send("GET", `/v1/tasks?status=${status}&limit=1`, undefined, 10_000);
         if (list?.status !== 200 || list.body.tasks.length > 0) return false;
       }
       return true;
